@@ -1,0 +1,3 @@
+from .autoencoder import Tokenizer
+
+__all__ = ["Tokenizer"]

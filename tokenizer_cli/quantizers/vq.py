@@ -1,0 +1,91 @@
+"""Vector quantization, VQ-VAE style (van den Oord et al. 2017, https://arxiv.org/abs/1711.00937).
+
+Nearest-neighbour codebook with straight-through gradients and a commitment loss; the
+codebook follows its assigned latents by EMA with Laplace smoothing (Razavi et al. 2019),
+is initialised from the first batch of encoder outputs, and dead codes are restarted
+from current encoder outputs, so that the baseline is not crippled by collapse.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import (
+    QuantizerOutput,
+    all_reduce_sum,
+    broadcast_from_rank0,
+    dead_codes,
+    sample_rows,
+    squared_distances,
+    update_usage,
+    usage_stats,
+)
+
+
+class VQ(nn.Module):
+    def __init__(
+        self,
+        codebook_size: int,
+        dim: int,
+        beta: float = 0.25,
+        decay: float = 0.99,
+        dead_threshold: float = 0.03,
+        eps: float = 1e-5,
+    ):
+        super().__init__()
+        self.codebook_size, self.dim = codebook_size, dim
+        self.beta, self.decay, self.dead_threshold, self.eps = beta, decay, dead_threshold, eps
+        self.register_buffer("codebook", torch.randn(codebook_size, dim))  # (K, D)
+        self.register_buffer("cluster_size", torch.ones(codebook_size))  # EMA of assignments per code
+        self.register_buffer("embed_sum", self.codebook.clone())  # EMA of the sum of assigned latents
+        self.register_buffer("usage", torch.ones(codebook_size))  # EMA of hits, for dead-code restarts
+        self.register_buffer("initted", torch.tensor(False))
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        return F.embedding(indices, self.codebook)
+
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        return squared_distances(flat, self.codebook).argmin(1)
+
+    @torch.no_grad()
+    def _init_from(self, flat: torch.Tensor) -> None:
+        self.codebook.copy_(broadcast_from_rank0(sample_rows(flat, self.codebook_size)))
+        self.embed_sum.copy_(self.codebook)
+        self.cluster_size.fill_(1.0)
+        self.initted.fill_(True)
+
+    @torch.no_grad()
+    def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        onehot = F.one_hot(indices, self.codebook_size).to(flat.dtype)  # (N, K)
+        counts = all_reduce_sum(onehot.sum(0))
+        sums = all_reduce_sum(onehot.t() @ flat)  # (K, D)
+        self.cluster_size.lerp_(counts, 1 - self.decay)
+        self.embed_sum.lerp_(sums, 1 - self.decay)
+        n = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
+        self.codebook.copy_(self.embed_sum / smoothed[:, None])
+
+        update_usage(self.usage, counts)
+        dead = dead_codes(self.usage, self.dead_threshold)
+        if dead.any():
+            fresh = broadcast_from_rank0(sample_rows(flat, int(dead.sum())))
+            self.codebook[dead] = fresh
+            self.embed_sum[dead] = fresh
+            self.cluster_size[dead] = 1.0
+            self.usage[dead] = self.usage.mean()  # a fair share: a grace period before it can die again
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        b, t, d = z.shape
+        flat = z.reshape(-1, d).float()
+        if self.training and not bool(self.initted):
+            self._init_from(flat.detach())
+        indices = self.nearest(flat.detach())
+        z_q = self.indices_to_codes(indices)
+        if self.training:
+            self._ema_update(flat.detach(), indices)
+        loss = self.beta * F.mse_loss(flat, z_q.detach())
+        z_q = flat + (z_q - flat).detach()
+        usage, perplexity = usage_stats(indices, self.codebook_size)
+        return QuantizerOutput(z_q.view(b, t, d).to(z.dtype), indices.view(b, t), loss, usage, perplexity)
