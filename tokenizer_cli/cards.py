@@ -1,0 +1,49 @@
+"""Model cards (README.md of a model folder), written from config.json alone."""
+
+from __future__ import annotations
+
+
+def _describe_quantizer(q: dict) -> str:
+    if q["kind"] == "fsq":
+        return f"FSQ, levels {q['levels']}"
+    if q["kind"] == "mvq":
+        return f"MVQ, K={q['codebook_size']} code vectors x M={q['num_masks']} masks (g={q['mask_bits']})"
+    return f"VQ, K={q['codebook_size']} codes"
+
+
+def _table(metrics: dict) -> list[str]:
+    rows = ["| metric | value |", "|---|---|"]
+    for key, value in metrics.items():
+        if isinstance(value, (int, float, str)):
+            rows.append(f"| {key} | {value:.5g} |" if isinstance(value, float) else f"| {key} | {value} |")
+    return rows
+
+
+def model_card(cfg: dict, name: str = "") -> str:
+    tok, q = cfg["tokenizer"], cfg["tokenizer"]["quantizer"]
+    lines = [
+        "---",
+        "library_name: mvq",
+        "tags: [image-tokenizer, vector-quantization, " + q["kind"] + "]",
+        "license: mit",
+        "---",
+        f"# {name or 'mvq model'}",
+        "",
+        f"An mvq image tokenizer: {tok['image_size']}x{tok['image_size']}x{tok['channels']} images <-> "
+        f"{tok['tokens']} tokens ({tok['layout']} layout), quantizer {_describe_quantizer(q)}.",
+        "",
+        "Load it with `mvq encode --model <this folder or repo id> images/ tokens.npy`.",
+    ]
+    for section, title in (("metrics", "Tokenizer metrics"), ("prior_metrics", "Prior metrics")):
+        if cfg.get(section):
+            data = cfg[section]
+            lines += ["", f"## {title}", "", f"Measured on {data.get('eval_data', 'held-out data')}:", ""]
+            lines += _table({k: v for k, v in data.items() if k != "eval_data"})
+    for key, title in (("training", "Tokenizer training"), ("prior_training", "Prior training")):
+        if cfg.get(key):
+            info = cfg[key]
+            lines += ["", f"## {title}", ""]
+            if info.get("command"):
+                lines += ["```", info["command"], "```", ""]
+            lines += [f"- {k}: {v}" for k, v in info.items() if k != "command"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,82 @@
+"""Resumable training state without pickles: model, optimizer, RNG and step in safetensors + JSON.
+
+Each checkpoint is a complete folder `step-XXXXXXX/`; the file `latest` names the newest
+complete one and is replaced atomically after the folder is written, so a run killed at
+any moment resumes from the last checkpoint that was whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, slots in state["state"].items():
+        for key, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for name, value in meta["scalars"].items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(run_dir: Path, step: int, models: dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
+                    info: dict, keep: int = 2) -> Path:
+    run_dir = Path(run_dir)
+    final = run_dir / f"step-{step:07d}"
+    tmp = run_dir / f".tmp-step-{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, model in models.items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / f"{name}.safetensors")
+    opt_tensors, opt_meta = _optimizer_tensors(opt)
+    opt_tensors["rng.torch"] = torch.get_rng_state()
+    save_file(opt_tensors, tmp / "trainer.safetensors")
+    (tmp / "trainer.json").write_text(json.dumps({"step": step, "optimizer": opt_meta, **info}))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    pointer = run_dir / ".latest.tmp"
+    pointer.write_text(final.name)
+    os.replace(pointer, run_dir / "latest")
+    for old in sorted(run_dir.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = Path(run_dir) / "latest"
+    if not pointer.exists():
+        return None
+    folder = Path(run_dir) / pointer.read_text().strip()
+    return folder if (folder / "trainer.json").exists() else None
+
+
+def load_checkpoint(folder: Path, models: dict[str, torch.nn.Module], opt: torch.optim.Optimizer) -> dict:
+    """Restore models, optimizer and RNG in place; returns the saved info (with 'step')."""
+    for name, model in models.items():
+        model.load_state_dict(load_file(folder / f"{name}.safetensors"), strict=True)
+    info = json.loads((folder / "trainer.json").read_text())
+    tensors = load_file(folder / "trainer.safetensors")
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    opt.load_state_dict(_optimizer_state(tensors, info.pop("optimizer")))
+    return info

@@ -1,0 +1,30 @@
+"""The `mvq` command: a Typer app whose commands live one per module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import decode, encode, models, train
+from .common import cli_command, console
+
+app = typer.Typer(
+    name="mvq",
+    help="Small-latent image tokenizers (VQ, FSQ, Masked VQ) and a fast Transformer prior.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("encode", no_args_is_help=True)(cli_command(encode.encode))
+app.command("decode", no_args_is_help=True)(cli_command(decode.decode))
+app.command("models")(cli_command(models.models))
+app.add_typer(train.app, name="train")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("Interrupted: outputs are written atomically, so nothing partial was left.")
+        sys.exit(130)

@@ -1,0 +1,88 @@
+"""Shared CLI pieces: Annotated option aliases, the stderr console, device choice, progress bars."""
+
+from __future__ import annotations
+
+import functools
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Callable, Iterator, NoReturn
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..hub import DEFAULT_MODEL
+
+console = Console(stderr=True)  # messages and progress on stderr, so stdout stays parseable
+
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Local model folder, shipped default name (see `mvq models`), or Hub id owner/name[@rev]."),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU when present) | cpu | cuda | cuda:N.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")]
+
+class CliError(Exception):
+    """A user-facing error: printed as one `Error: ...` line, exit code 1."""
+
+
+def fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+def cli_command(func: Callable) -> Callable:
+    """Known errors become one `Error: ...` line on stderr and exit code 1, never a traceback."""
+    from ..data import InputError
+    from ..hub import BadCheckpoint, ModelNotFound
+
+    known = (CliError, InputError, ModelNotFound, BadCheckpoint, FileExistsError)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except known as err:
+            if os.environ.get("MVQ_DEBUG"):
+                raise
+            console.print(f"Error: {err}", style="red", highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(1)
+
+    return wrapper
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        fail(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        fail(f"device {name!r} asked for, but no CUDA GPU is available here (use --device cpu or auto)")
+    if device.type not in ("cpu", "cuda"):
+        fail(f"device {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
+    return device
+
+
+class Bar:
+    """A rich progress bar with one task; `advance(n, **fields)` shows live stats."""
+
+    def __init__(self, progress: Progress, task):
+        self.progress, self.task = progress, task
+
+    def advance(self, n: int = 1, **fields) -> None:
+        stats = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
+        self.progress.update(self.task, advance=n, stats=stats)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, start: int = 0) -> Iterator[Bar]:
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield Bar(progress, progress.add_task(description, total=total, completed=start, stats=""))

@@ -1,0 +1,36 @@
+"""`mvq models`: the shipped defaults and the mvq models in the Hugging Face cache."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from ..hub import DEFAULT_MODEL, read_config, shipped_models, shipped_root
+
+
+def _row(name: str, cfg: dict, where: str) -> list[str]:
+    tok = cfg["tokenizer"]
+    q = tok["quantizer"]
+    m = cfg.get("metrics") or {}
+    psnr = f"{m['psnr']:.2f}" if "psnr" in m else "-"
+    return [name + (" (default)" if name == DEFAULT_MODEL else ""), q["kind"], str(tok["tokens"]),
+            f"{tok['image_size']}x{tok['image_size']}x{tok['channels']}", psnr,
+            "yes" if cfg.get("prior") else "no", where]
+
+
+def models() -> None:
+    """List models that load without a network: shipped defaults and cached Hub repos."""
+    table = Table("model", "quantizer", "T", "images", "PSNR dB", "prior", "source")
+    for name in shipped_models():
+        table.add_row(*_row(name, read_config(shipped_root() / name), "shipped"))
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        for repo in scan_cache_dir().repos:
+            for rev in repo.revisions:
+                cfg_file = next((f for f in rev.files if f.file_name == "config.json"), None)
+                if cfg_file is not None and (rev.snapshot_path / "tokenizer.safetensors").exists():
+                    table.add_row(*_row(repo.repo_id, read_config(rev.snapshot_path), f"hub cache @{rev.commit_hash[:8]}"))
+    except Exception:  # no cache yet, or an unreadable one: shipped models are still listed
+        pass
+    Console().print(table)  # the listing is the output: stdout

@@ -1,0 +1,131 @@
+"""`mvq train tokenizer` and `mvq train prior`."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+
+from .. import data as data_io
+from ..cards import model_card
+from ..config import QuantizerConfig, TokenizerConfig, to_dict
+from ..evaluate import reconstruction_metrics
+from ..hub import read_config, save_pipeline
+from ..models import Tokenizer
+from ..train import TrainConfig, train_tokenizer
+from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, pick_device, progress_bar
+
+app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
+
+FASHION = "fashion-mnist"
+DataOpt = Annotated[str, typer.Option("--data", help=f"'{FASHION}' (Debian dataset-fashion-mnist) or an image folder.")]
+OutArg = Annotated[Path, typer.Argument(help="Model folder to write (Hub layout: config.json, *.safetensors, README.md).")]
+StepsOpt = Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")]
+LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last complete checkpoint in OUT/checkpoints.")]
+CkptOpt = Annotated[int, typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints (0: only at the end).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | bf16 (autocast).")]
+
+
+def load_training_images(source: str, split: str, size: int, channels: int) -> np.ndarray:
+    """uint8 images (N, H, W) for grey or (N, H, W, 3) for colour."""
+    if source == FASHION:
+        images, _ = data_io.load_fashion_mnist(split=split)
+        if size != 28 or channels != 1:
+            fail(f"{FASHION} is 28x28 grey: use --image-size 28 --channels 1")
+        return images
+    sources = list(data_io.iter_sources([source]))
+    if not sources:
+        fail(f"no images found in {source}")
+    out = np.empty((len(sources), size, size, channels), dtype=np.uint8)
+    with progress_bar(f"loading {source}", len(sources)) as bar:
+        for i, src in enumerate(sources):
+            arr = data_io.load_source(src, size, channels)  # (C, H, W) in [-1, 1]
+            out[i] = np.round((arr.transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+            bar.advance()
+    return out[..., 0] if channels == 1 else out
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
+        fail(f"{out} exists and is not empty: pass --resume to continue training or --overwrite to replace it")
+    if overwrite and not resume and out.exists():
+        shutil.rmtree(out)
+
+
+@app.command("tokenizer", no_args_is_help=True)
+@cli_command
+def tokenizer(
+    out: OutArg,
+    data: DataOpt = FASHION,
+    quantizer: Annotated[str, typer.Option("--quantizer", "-q", help="vq | fsq | mvq")] = "mvq",
+    tokens: Annotated[int, typer.Option("--tokens", "-t", min=1, help="Tokens per image T.")] = 2,
+    layout: Annotated[str, typer.Option("--layout", help="1d (any T) | grid (T = h*w of the feature map).")] = "1d",
+    dim: Annotated[int, typer.Option("--dim", min=1, help="Latent size D of one token (vq, mvq).")] = 16,
+    codebook_size: Annotated[int, typer.Option("--codebook-size", "-k", min=1, help="Code vectors K (vq, mvq).")] = 16,
+    mask_bits: Annotated[int, typer.Option("--mask-bits", "-g", min=1, max=10, help="MVQ mask length g (M = 2^g-1).")] = 4,
+    subset_ratio: Annotated[float, typer.Option("--subset-ratio", min=0.0, max=1.0, help="MVQ: masks sampled per latent in training.")] = 0.5,
+    levels: Annotated[str, typer.Option("--levels", help="FSQ levels, comma separated.")] = "8,6,5",
+    image_size: Annotated[int, typer.Option("--image-size", help="Image side (28, 32 or 64).")] = 28,
+    channels: Annotated[int, typer.Option("--channels", help="1 (grey) or 3 (RGB).")] = 1,
+    base_channels: Annotated[int, typer.Option("--base-channels", min=4, help="Width of the first conv stage.")] = 32,
+    steps: StepsOpt = 2000,
+    batch_size: BatchOpt = 128,
+    lr: LrOpt = 2e-3,
+    seed: SeedOpt = 0,
+    checkpoint_every: CkptOpt = 500,
+    resume: ResumeOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    precision: PrecisionOpt = "fp32",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train an autoencoder with a VQ, FSQ or MVQ bottleneck and write a model folder."""
+    dev = pick_device(device)
+    _check_out(out, resume, overwrite)
+    if precision not in ("fp32", "bf16"):
+        fail("--precision must be fp32 or bf16")
+    torch.manual_seed(seed)  # before building, so the seed fixes the init
+    try:
+        qcfg = QuantizerConfig(kind=quantizer, dim=dim, codebook_size=codebook_size, mask_bits=mask_bits,
+                               subset_ratio=subset_ratio, levels=[int(x) for x in levels.split(",")])
+        cfg = TokenizerConfig(image_size=image_size, channels=channels, tokens=tokens, layout=layout,
+                              base_channels=base_channels, quantizer=qcfg)
+        model = Tokenizer(cfg)
+    except ValueError as err:
+        fail(str(err))
+    images = load_training_images(data, "train", image_size, channels)
+    tcfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+                       precision=precision)
+    console.print(f"training {quantizer} tokenizer: T={tokens}, vocabulary {model.vocab_size}, "
+                  f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(images):,} images, {dev}")
+    run_dir = out / "checkpoints"
+    with progress_bar("train tokenizer", steps) as bar:
+        result = train_tokenizer(model, images, tcfg, run_dir, dev, resume=resume,
+                                 on_step=lambda step, s: bar.advance(mse=s["mse"], usage=s["usage"]))
+    metrics = _evaluate(model, data, image_size, channels, dev)
+    extra = {
+        "training": {"command": "mvq " + shlex.join(sys.argv[1:]) if sys.argv else "", "data": data,
+                     **to_dict(tcfg), "seconds": round(result["seconds"], 1), "device": str(dev)},
+        "metrics": metrics,
+    }
+    save_pipeline(out, model.cpu(), extra=extra)
+    cfg_all = read_config(out)
+    (out / "README.md").write_text(model_card(cfg_all, out.name))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    console.print(f"wrote {out}: test MSE {metrics['mse']:.4f}, PSNR {metrics['psnr']:.2f} dB, "
+                  f"{metrics['tokens_used']}/{model.vocab_size} tokens used")
+
+
+def _evaluate(model: Tokenizer, data: str, image_size: int, channels: int, dev: torch.device) -> dict:
+    split = "test" if data == FASHION else "train"
+    images = load_training_images(data, split, image_size, channels)
+    with progress_bar("evaluate", len(images)) as bar:
+        metrics = reconstruction_metrics(model, images, device=dev, on_batch=bar.advance)
+    metrics["eval_data"] = f"{data} {split} ({len(images):,} images)"
+    return metrics

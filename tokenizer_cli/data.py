@@ -1,0 +1,332 @@
+"""Images in and out: reading image files and Fashion-MNIST IDX files, writing PNGs and grids.
+
+Pixels enter the models as float32 [C, H, W] in [-1, 1] (uint8 v -> v / 127.5 - 1) and leave
+through `to_uint8`, the exact inverse. Every bad input becomes an `InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import math
+import os
+import struct
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dims (N, H, W)
+IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dim (N,)
+FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+
+
+class InputError(Exception):
+    """Bad user input; the message is one line naming the file and the reason."""
+
+
+# ---------------------------------------------------------------- writing files
+
+
+def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) -> None:
+    """Call `writer(tmp)` on a temp file beside `path`, fsync it, then rename it over `path`."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"  # same dir so os.replace is atomic; hidden
+    try:
+        writer(str(tmp))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # data on disk before the rename makes it visible
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:  # KeyboardInterrupt too: never leave a temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Write a uint8 (H, W), (H, W, 1) or (H, W, 3) array as a PNG, atomically."""
+    arr = np.asarray(array)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"save_png needs uint8 pixels, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    img = Image.fromarray(arr)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))  # format explicit: the temp name has no suffix
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), or (B, H, W) when C == 1."""
+    if images.ndim != 4:
+        raise ValueError(f"to_uint8 needs a (B, C, H, W) tensor, got shape {tuple(images.shape)}")
+    x = torch.nan_to_num(images.detach().float().cpu(), nan=0.0)
+    x = ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)  # exact inverse of v / 127.5 - 1
+    out = x.permute(0, 2, 3, 1).numpy()
+    return out[..., 0] if out.shape[-1] == 1 else out
+
+
+def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.ndarray:
+    """Contact sheet of uint8 (N, H, W[, C]) images; tiles separated and framed by `pad` WHITE pixels.
+
+    White because Fashion-MNIST tiles have black backgrounds, so white gaps keep them apart.
+    """
+    imgs = np.asarray(images)
+    if imgs.ndim not in (3, 4) or imgs.shape[0] == 0:
+        raise ValueError(f"make_grid needs a non-empty (N, H, W[, C]) array, got shape {imgs.shape}")
+    n, h, w = imgs.shape[:3]
+    ncols = max(1, min(ncols or math.ceil(math.sqrt(n)), n))
+    nrows = math.ceil(n / ncols)
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, *imgs.shape[3:]), 255, dtype=np.uint8)
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        grid[y : y + h, x : x + w] = img
+    return grid
+
+
+# ---------------------------------------------------------------- IDX (MNIST / Fashion-MNIST)
+
+
+def _open_maybe_gzip(path: str | os.PathLike[str]):
+    """Open for reading bytes, through gzip when the file starts with the gzip magic."""
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"  # by content, not by name
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def _idx_header(path: str | os.PathLike[str]) -> tuple[int, tuple[int, ...]]:
+    """(magic, dims) of an IDX file; reads only the header."""
+    with _open_maybe_gzip(path) as f:
+        head = f.read(4)
+        if len(head) < 4:
+            raise InputError(f"{path}: not an IDX file (too short)")
+        (magic,) = struct.unpack(">I", head)
+        ndim = magic & 0xFF
+        raw = f.read(4 * ndim)
+        if ndim == 0 or len(raw) < 4 * ndim:
+            raise InputError(f"{path}: truncated IDX header")
+        return magic, struct.unpack(f">{ndim}I", raw)
+
+
+def is_idx_file(path: str | os.PathLike[str]) -> bool:
+    """True for an IDX image file (magic 0x00000803), plain or gzipped."""
+    try:
+        return Path(path).is_file() and _idx_header(path)[0] == IDX_IMAGES_MAGIC
+    except (InputError, OSError, EOFError):  # gzip.BadGzipFile is an OSError
+        return False
+
+
+def _read_idx(path: str | os.PathLike[str], magic_wanted: int, what: str) -> np.ndarray:
+    try:
+        magic, dims = _idx_header(path)
+        if magic != magic_wanted:
+            raise InputError(f"{path}: not an IDX {what} file (magic 0x{magic:08x}, expected 0x{magic_wanted:08x})")
+        with _open_maybe_gzip(path) as f:
+            f.read(4 + 4 * len(dims))
+            data = f.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, EOFError) as exc:  # corrupt or truncated gzip stream
+        raise InputError(f"{path}: cannot read IDX file ({exc})") from None
+    expected = math.prod(dims)
+    if len(data) != expected:
+        raise InputError(f"{path}: IDX data has {len(data)} bytes but the header says {expected} (truncated or corrupt)")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def read_idx_images(path: str | os.PathLike[str]) -> np.ndarray:
+    """uint8 (N, H, W) from an IDX image file (magic 0x00000803)."""
+    return _read_idx(path, IDX_IMAGES_MAGIC, "image")
+
+
+def read_idx_labels(path: str | os.PathLike[str]) -> np.ndarray:
+    """int64 (N,) from an IDX label file (magic 0x00000801)."""
+    return _read_idx(path, IDX_LABELS_MAGIC, "label").astype(np.int64)
+
+
+def load_fashion_mnist(root: str = FASHION_MNIST_ROOT, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, 28, 28), labels int64 (N,)) of one Fashion-MNIST split."""
+    if split not in ("train", "test"):
+        raise InputError(f"split must be 'train' or 'test', got {split!r}")
+    prefix = "train" if split == "train" else "t10k"
+
+    def find(kind: str) -> Path:
+        for name in (f"{prefix}-{kind}-ubyte.gz", f"{prefix}-{kind}-ubyte"):
+            if (Path(root) / name).is_file():
+                return Path(root) / name
+        raise InputError(
+            f"{root}: Fashion-MNIST {split} files not found "
+            "(apt-get install dataset-fashion-mnist, or pass a folder of images)"
+        )
+
+    images, labels = read_idx_images(find("images-idx3")), read_idx_labels(find("labels-idx1"))
+    if len(images) != len(labels):
+        raise InputError(f"{root}: {len(images)} Fashion-MNIST images but {len(labels)} labels")
+    return images, labels
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_idx_images(path: str) -> np.ndarray:
+    return read_idx_images(path)  # decoded once per worker, not once per row
+
+
+# ---------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSource:
+    """One image: a file (index None) or row `index` of an IDX file."""
+
+    path: str
+    index: int | None = None
+
+    def label(self) -> str:
+        return self.path if self.index is None else f"{self.path}#{self.index}"
+
+
+def _idx_candidate(name: str) -> bool:
+    return "idx" in name.lower() or "ubyte" in name.lower()  # only these names are opened to test the magic
+
+
+def _expand_file(path: str) -> Iterator[ImageSource]:
+    if is_idx_file(path):
+        yield from (ImageSource(path, i) for i in range(_idx_header(path)[1][0]))
+    else:
+        yield ImageSource(path)
+
+
+def _walk(folder: str) -> Iterator[ImageSource]:
+    with os.scandir(folder) as it:
+        entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    for e in entries:
+        if e.is_dir():
+            yield from _walk(e.path)
+        elif Path(e.name).suffix.lower() in IMAGE_SUFFIXES:
+            yield ImageSource(e.path)
+        elif _idx_candidate(e.name) and is_idx_file(e.path):
+            yield from _expand_file(e.path)
+
+
+def iter_sources(inputs: Sequence[str | os.PathLike[str]]) -> Iterator[ImageSource]:
+    """Lazily expand files, folders (recursive, sorted, images and IDX files only) and IDX files."""
+    for item in inputs:
+        path = os.fspath(item)
+        if os.path.isdir(path):
+            yield from _walk(path)
+        elif os.path.isfile(path):
+            yield from _expand_file(path)  # explicit file: tried whatever its suffix, so a non-image is reported
+        else:
+            raise InputError(f"{path}: no such file or folder")
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _high_depth_to_l(img: Image.Image) -> Image.Image:
+    """I;16*, I and F -> 8-bit L.
+
+    16-bit modes are full-scale 0..65535, so divide by 257. Mode I in 0..255 is 8-bit data kept as is,
+    in 0..65535 it is 16-bit (/257); F in [0, 1] is scaled by 255, in [0, 255] kept; anything else is
+    stretched from its own min..max.
+    """
+    a = np.asarray(img).astype(np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and 255 < hi <= 65535):
+        a = a / 257.0
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        a = a * 255.0
+    elif not (lo >= 0 and hi <= 255):
+        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
+
+
+def _to_array(img: Image.Image, size: int, channels: int) -> np.ndarray:
+    """Any-mode PIL image -> float32 (channels, size, size) in [-1, 1]."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if img.mode.startswith("I") or img.mode == "F":
+        img = _high_depth_to_l(img)
+    elif img.mode in ("LA", "La", "PA", "RGBa", "RGBA") or img.has_transparency_data:
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)  # alpha on white
+    if img.mode not in ("L", "RGB"):
+        img = img.convert("RGB")  # CMYK, 1, P, YCbCr...: through RGB, Pillow's best-supported path
+    img = img.convert("L" if channels == 1 else "RGB")
+    img = ImageOps.fit(img, (size, size), method=Image.Resampling.LANCZOS)  # shorter side to size, center crop
+    a = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return a[None] if channels == 1 else a.transpose(2, 0, 1).copy()
+
+
+def load_image(path: str | os.PathLike[str], size: int, channels: int) -> np.ndarray:
+    """Read an image file -> float32 (channels, size, size) in [-1, 1]; any failure is an InputError."""
+    try:
+        if os.path.getsize(path) == 0:
+            raise InputError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb warning is an error here
+            with Image.open(path) as img:
+                img.load()  # inside the try: truncation surfaces here, not later
+                img = ImageOps.exif_transpose(img)
+                return _to_array(img, size, channels)
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{path}: image is too large (decompression bomb limit)") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: cannot identify image file (not an image or corrupt)") from None
+    except Exception as exc:  # truncated data, broken chunks, unsupported modes...
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot decode image ({reason})") from None
+
+
+def load_source(src: ImageSource, size: int, channels: int) -> np.ndarray:
+    """Like `load_image`, for a file or one row of an IDX file."""
+    if src.index is None:
+        return load_image(src.path, size, channels)
+    rows = _cached_idx_images(src.path)
+    if not 0 <= src.index < len(rows):
+        raise InputError(f"{src.label()}: row out of range (file has {len(rows)} rows)")
+    return _to_array(Image.fromarray(rows[src.index], "L"), size, channels)
+
+
+class SourceDataset(torch.utils.data.Dataset):
+    """Map-style dataset over sources; yields (index, array or None, error or None) so a bad file never kills a worker."""
+
+    def __init__(self, sources: Sequence[ImageSource], size: int, channels: int) -> None:
+        self.sources, self.size, self.channels = list(sources), size, channels
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
+        try:
+            return i, load_source(self.sources[i], self.size, self.channels), None
+        except InputError as exc:
+            return i, None, str(exc)
+
+
+def collate_sources(
+    batch: Sequence[tuple[int, np.ndarray | None, str | None]],
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
+    """(indices of good items, their images (B, C, H, W), [(index, message)] of bad ones).
+
+    When every item is bad, indices and images are both empty tensors of shape (0,).
+    """
+    good = [(i, a) for i, a, _ in batch if a is not None]
+    errors = [(i, e) for i, a, e in batch if a is None and e is not None]
+    if not good:
+        return torch.empty(0, dtype=torch.long), torch.empty(0), errors
+    indices = torch.tensor([i for i, _ in good], dtype=torch.long)
+    images = torch.from_numpy(np.stack([a for _, a in good]))
+    return indices, images, errors

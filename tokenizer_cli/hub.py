@@ -1,0 +1,183 @@
+"""Model folders in the Hugging Face Hub layout, and resolving `--model`.
+
+A model folder holds config.json, tokenizer.safetensors, optionally prior.safetensors,
+and README.md (the model card). `--model` is tried, in order, as a local folder, the
+name of a default shipped in weights/, and a Hub repo id (owner/name[@revision]) that
+huggingface_hub resolves through its cache (honouring HF_HUB_OFFLINE and HF_TOKEN).
+Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import PriorConfig, TokenizerConfig, config_hash, to_dict, tokenizer_config_from_dict
+from .models import Tokenizer
+
+FORMAT_VERSION = 1
+DEFAULT_MODEL = "mvq-fmnist-t2"
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+
+
+class ModelNotFound(Exception):
+    """No local folder, shipped default or Hub repo matched (one readable line)."""
+
+
+class BadCheckpoint(Exception):
+    """A model folder exists but its files cannot be loaded."""
+
+
+@dataclass
+class Pipeline:
+    tokenizer: Tokenizer
+    prior: torch.nn.Module | None
+    config: dict  # the whole config.json
+    source: str  # where it was loaded from (for manifests and messages)
+    folder: Path = field(default_factory=Path)
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash({"tokenizer": self.config["tokenizer"], "prior": self.config.get("prior")})
+
+
+def shipped_root() -> Path:
+    """weights/ of the repository (editable install) or the package data (wheel)."""
+    return Path(str(resources.files("tokenizer_cli.weights")))
+
+
+def shipped_models() -> list[str]:
+    root = shipped_root()
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+
+
+def _hub_download(repo: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    repo_id, _, revision = repo.partition("@")
+    try:
+        path = snapshot_download(repo_id, revision=revision or None,
+                                 allow_patterns=["config.json", "*.safetensors", "README.md"])
+    except LocalEntryNotFoundError:
+        raise ModelNotFound(f"model {repo!r} is not a local folder, not a shipped default "
+                            f"({', '.join(shipped_models()) or 'none'}), and not in the Hub cache (offline)")
+    except RepositoryNotFoundError:
+        raise ModelNotFound(f"model {repo!r} is not a local folder, not a shipped default, and no such Hub repo")
+    except (HfHubHTTPError, OSError) as err:
+        raise ModelNotFound(f"model {repo!r}: Hub download failed ({str(err).splitlines()[0]})")
+    return Path(path)
+
+
+def resolve_model(name: str) -> Path:
+    """Model folder for a local path, a shipped name, or a Hub repo id."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    shipped = shipped_root() / name
+    if (shipped / "config.json").is_file():
+        return shipped
+    if REPO_ID.match(name) and not path.exists():
+        return _hub_download(name)
+    raise ModelNotFound(f"model {name!r} is not a local folder, not a shipped default "
+                        f"({', '.join(shipped_models()) or 'none'}), and not a Hub repo id (owner/name)")
+
+
+def read_config(folder: Path) -> dict:
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except FileNotFoundError:
+        raise BadCheckpoint(f"{folder}: no config.json (not an mvq model folder)")
+    except json.JSONDecodeError as err:
+        raise BadCheckpoint(f"{folder}/config.json is not valid JSON ({err.msg}, line {err.lineno})")
+    if not isinstance(cfg, dict) or "tokenizer" not in cfg:
+        raise BadCheckpoint(f"{folder}/config.json has no 'tokenizer' section (not an mvq model)")
+    return cfg
+
+
+def _load_weights(module: torch.nn.Module, file: Path) -> None:
+    try:
+        state = load_file(file)
+    except FileNotFoundError:
+        raise BadCheckpoint(f"{file}: missing")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BadCheckpoint(f"{file}: not a readable safetensors file ({err})")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise BadCheckpoint(f"{file}: weights do not match config.json ({str(err).splitlines()[0]})")
+
+
+def load_pipeline(name: str, device: torch.device | str = "cpu", need_prior: bool = False) -> Pipeline:
+    folder = resolve_model(name)
+    cfg = read_config(folder)
+    try:
+        tok_cfg = tokenizer_config_from_dict(cfg["tokenizer"])
+    except (TypeError, ValueError) as err:
+        raise BadCheckpoint(f"{folder}/config.json: bad tokenizer config ({err})")
+    tokenizer = Tokenizer(tok_cfg)
+    _load_weights(tokenizer, folder / "tokenizer.safetensors")
+    prior = None
+    if cfg.get("prior"):
+        from .models.prior import Prior
+
+        prior = Prior(PriorConfig(**cfg["prior"]))
+        _load_weights(prior, folder / "prior.safetensors")
+    elif need_prior:
+        raise BadCheckpoint(f"model {name!r} has no prior (train one with `mvq train prior`)")
+    tokenizer.to(device).eval()
+    if prior is not None:
+        prior.to(device).eval()
+    return Pipeline(tokenizer, prior, cfg, name, folder)
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | None = None,
+                  extra: dict | None = None, card: str | None = None) -> Path:
+    """Write (or update) a model folder; files are replaced atomically one by one."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    old = read_config(folder) if (folder / "config.json").exists() else {}
+    cfg = {**old, **(extra or {}), "mvq_format": FORMAT_VERSION, "tokenizer": to_dict(tokenizer.cfg)}
+    _atomic(folder / "tokenizer.safetensors", lambda p: save_file(_state(tokenizer), p))
+    if prior is not None:
+        cfg["prior"] = to_dict(prior.cfg)
+        _atomic(folder / "prior.safetensors", lambda p: save_file(_state(prior), p))
+    cfg.setdefault("prior", None)
+    _atomic(folder / "config.json", lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
+    if card is not None:
+        _atomic(folder / "README.md", lambda p: Path(p).write_text(card))
+    return folder
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def push_folder(folder: Path, repo_id: str, private: bool = False, revision: str | None = None) -> str:
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
+                             allow_patterns=["config.json", "*.safetensors", "README.md"])
+    return str(getattr(info, "commit_url", info))

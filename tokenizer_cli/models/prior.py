@@ -1,0 +1,220 @@
+"""GPT-style autoregressive prior over the T tokens of an image.
+
+A decoder-only Transformer in the manner of nanoGPT (karpathy/nanoGPT, `model.py`): pre-norm
+blocks, causal self-attention with `scaled_dot_product_attention`, learned absolute positions.
+The sequence fed in is [start, t0, .., t_{T-2}] and position i predicts t_i; with
+`num_classes > 0` a class embedding takes the place of the start token. `generate` samples
+with a per-layer KV cache, so each new token costs one step over a single position.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import PriorConfig
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: K, V each (B, nh, T, hs)
+
+
+def _positive_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        assert cfg.n_embd % cfg.n_head == 0, "n_embd must be divisible by n_head"
+        self.n_head, self.dropout = cfg.n_head, cfg.dropout
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None, pos: int = 0):
+        B, t, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (z.view(B, t, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, t, hs)
+        if cache is not None:
+            k_cache, v_cache = cache  # (B, nh, T, hs)
+            k_cache[:, :, pos : pos + t] = k
+            v_cache[:, :, pos : pos + t] = v
+            if t == 1:  # one new query sees every cached position: no mask needed
+                k, v = k_cache[:, :, : pos + 1], v_cache[:, :, : pos + 1]  # (B, nh, pos+1, hs)
+            elif pos != 0:
+                raise ValueError("a KV cache takes either a prefill at pos 0 or one token at a time")
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=t > 1)  # (B, nh, t, hs)
+        y = y.transpose(1, 2).reshape(B, t, C)  # (B, t, C)
+        return self.resid_drop(self.c_proj(y))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.n_embd, 4 * cfg.n_embd),
+            nn.GELU(),
+            nn.Linear(4 * cfg.n_embd, cfg.n_embd),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x: torch.Tensor, cache=None, pos: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, pos)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Prior(nn.Module):
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        if cfg.vocab_size < 1 or cfg.tokens < 1 or cfg.num_classes < 0:
+            raise ValueError("prior needs vocab_size >= 1, tokens >= 1 and num_classes >= 0")
+        self.cfg = cfg
+        self.start_id = cfg.vocab_size  # one id past the vocabulary; never predicted
+        self.wte = nn.Embedding(cfg.vocab_size + 1, cfg.n_embd)
+        self.wce = nn.Embedding(cfg.num_classes, cfg.n_embd) if cfg.num_classes > 0 else None
+        self.wpe = nn.Embedding(cfg.tokens, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith(("attn.c_proj.weight", "mlp.2.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * max(cfg.n_layer, 1)))
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _check_labels(self, labels, batch: int) -> torch.Tensor | None:
+        if self.wce is None:
+            if labels is not None:
+                raise ValueError("this prior is unconditional (num_classes=0): do not pass labels")
+            return None
+        if labels is None:
+            raise ValueError(f"this prior is class-conditional ({self.cfg.num_classes} classes): labels are required")
+        labels = torch.as_tensor(labels, device=self.wte.weight.device)
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be integers, got {labels.dtype}")
+        labels = labels.long().expand(batch) if labels.dim() == 0 else labels.long()
+        if labels.shape != (batch,):
+            raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.cfg.num_classes):
+            raise ValueError(f"labels must lie in [0, {self.cfg.num_classes}), got {labels.min()}..{labels.max()}")
+        return labels
+
+    def _run(self, ids: torch.Tensor, labels, cache: KVCache | None = None, pos: int = 0, last_only: bool = False):
+        """ids (B, t): input ids (start id at position 0) placed at positions pos..pos+t-1."""
+        t = ids.shape[1]
+        x = self.wte(ids)  # (B, t, C)
+        if self.wce is not None and pos == 0:  # the class takes the start token's place
+            x = torch.cat([self.wce(labels)[:, None], x[:, 1:]], dim=1)
+        x = self.drop(x + self.wpe(torch.arange(pos, pos + t, device=ids.device)))  # (B, t, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if cache is None else cache[i], pos)
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C)
+        return self.head(self.ln_f(x))  # (B, t or 1, vocab)
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, t<=T) -> logits (B, t, vocab); logits[:, i] predicts tokens[:, i] from tokens[:, :i]."""
+        if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.cfg.tokens:
+            raise ValueError(f"tokens must have shape (B, t), 1 <= t <= {self.cfg.tokens}, got {tuple(tokens.shape)}")
+        labels = self._check_labels(labels, tokens.shape[0])
+        start = torch.full_like(tokens[:, :1], self.start_id)
+        ids = torch.cat([start, tokens[:, :-1]], dim=1)  # (B, t): [start, t0, .., t_{t-2}]
+        return self._run(ids, labels)
+
+    def loss(self, tokens: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self(tokens, labels)  # (B, t, vocab)
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+
+    def _new_cache(self, batch: int, dtype: torch.dtype) -> KVCache:
+        shape = (batch, self.cfg.n_head, self.cfg.tokens, self.cfg.n_embd // self.cfg.n_head)  # (B, nh, T, hs)
+        device = self.wte.weight.device
+        return [(torch.empty(shape, device=device, dtype=dtype), torch.empty(shape, device=device, dtype=dtype))
+                for _ in self.blocks]
+
+    @staticmethod
+    def _sample(logits, temperature: float, top_k: int | None, top_p: float | None, g: torch.Generator):
+        """logits (B, vocab) float32 -> next ids (B, 1)."""
+        if temperature == 0:  # greedy; consumes no random numbers
+            return logits.argmax(dim=-1, keepdim=True)
+        logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # shifted: a tiny T cannot overflow
+        if top_k is not None and top_k < logits.shape[-1]:
+            kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = F.softmax(logits, dim=-1)  # (B, vocab)
+        if top_p is not None and top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # mass before it already reaches p; never the first
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+        return torch.multinomial(probs, 1, generator=g)  # (B, 1)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        n: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        labels=None,
+        use_cache: bool = True,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """Sample n token sequences -> LongTensor (n, T). The same seed gives the same samples."""
+        if not _positive_int(n):
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if not (isinstance(temperature, numbers.Real) and math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        if top_k is not None and not _positive_int(top_k):
+            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+        if top_p is not None and not (isinstance(top_p, numbers.Real) and 0 < top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+        if batch_size is not None and not _positive_int(batch_size):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        labels = self._check_labels(labels, n)
+        device = self.wte.weight.device
+        g = torch.Generator(device=device)
+        if seed is None:
+            g.seed()  # fresh nondeterministic seed; the global RNG is left alone
+        else:
+            g.manual_seed(seed)
+        on_cuda = device.type == "cuda"
+        cache_dtype = torch.bfloat16 if on_cuda else self.wte.weight.dtype
+        n, top_k, temperature = int(n), None if top_k is None else int(top_k), float(temperature)
+        step = int(batch_size or n)
+        was_training = self.training
+        self.eval()
+        try:
+            out = []
+            for lo in range(0, n, step):
+                b, lab = min(step, n - lo), None if labels is None else labels[lo : lo + step]
+                cache = self._new_cache(b, cache_dtype) if use_cache else None
+                ids = torch.full((b, 1), self.start_id, dtype=torch.long, device=device)  # (b, 1)
+                for i in range(self.cfg.tokens):
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+                        if use_cache:
+                            logits = self._run(ids[:, -1:], lab, cache, pos=i)  # (b, 1, vocab)
+                        else:
+                            logits = self._run(ids, lab, last_only=True)  # (b, 1, vocab)
+                    nxt = self._sample(logits[:, -1].float(), temperature, top_k, top_p, g)  # (b, 1)
+                    ids = torch.cat([ids, nxt], dim=1)  # (b, i+2)
+                out.append(ids[:, 1:])
+            return torch.cat(out, dim=0)  # (n, T)
+        finally:
+            self.train(was_training)

@@ -1,0 +1,132 @@
+"""Training loops for the tokenizer and the prior, free of CLI concerns.
+
+Data are in-memory uint8 arrays; batches come from a seeded permutation per epoch, so
+the data position after a resume is a function of (seed, step) alone.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 128  # images (or token sequences) per step
+    lr: float = 2e-3  # peak learning rate (AdamW)
+    warmup: int = 100  # linear warm-up steps, then cosine decay to 10% of lr
+    weight_decay: float = 0.0  # AdamW weight decay
+    seed: int = 0  # model init, batch order and quantizer sampling
+    checkpoint_every: int = 500  # steps between resumable checkpoints (0 = only at the end)
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+
+
+def images_to_tensor(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W) or (B, H, W, C) -> float (B, C, H, W) in [-1, 1]."""
+    x = torch.tensor(np.asarray(batch))  # a copy: IDX arrays are read-only buffers
+    x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    return x.float().div(127.5).sub(1.0)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class BatchOrder:
+    """Seeded epoch permutations: batch `step` is reproducible after a resume."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.per_epoch = max(1, n // batch_size)
+        self._epoch, self._perm = -1, None
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, offset = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        batch = self._perm[offset * self.batch_size : (offset + 1) * self.batch_size]
+        return batch[self.rank :: self.world]  # each rank takes its share of the global batch
+
+
+StepCallback = Callable[[int, dict], None]
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _run(model: torch.nn.Module, step_loss: Callable[[torch.Tensor], tuple[torch.Tensor, dict]],
+         n: int, cfg: TrainConfig, run_dir: Path, name: str, device: torch.device, resume: bool,
+         on_step: StepCallback | None, info: dict) -> dict:
+    """The shared loop: AdamW, warm-up + cosine, checkpoints, resume."""
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    start = 0
+    if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
+        start = load_checkpoint(ckpt, {name: model}, opt)["step"]
+    order = BatchOrder(n, cfg.batch_size, cfg.seed)
+    model.train()
+    stats: dict = {}
+    t0 = time.perf_counter()
+    for step in range(start, cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        with _autocast(device, cfg.precision):
+            loss, stats = step_loss(order.indices(step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        stats = {"loss": loss.item(), **stats}
+        done = step + 1
+        if on_step is not None:
+            on_step(done, stats)
+        if done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+            save_checkpoint(run_dir, done, {name: model}, opt, info)
+    model.eval()
+    return {**stats, "seconds": time.perf_counter() - t0, "resumed_from": start}
+
+
+def train_tokenizer(model, images: np.ndarray, cfg: TrainConfig, run_dir: Path, device: torch.device,
+                    resume: bool = False, on_step: StepCallback | None = None) -> dict:
+    """Fit a Tokenizer to uint8 images (N, H, W[, C]) by MSE + the quantizer's loss."""
+    torch.manual_seed(cfg.seed)
+    data = torch.from_numpy(np.array(images, dtype=np.uint8))  # a private, writable copy
+    model.to(device)
+
+    def step_loss(idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        x = images_to_tensor(data[idx]).to(device)
+        recon, q = model(x)
+        mse = F.mse_loss(recon.float(), x)
+        return mse + q.loss, {"mse": mse.item(), "usage": q.usage, "perplexity": q.perplexity}
+
+    return _run(model, step_loss, len(data), cfg, Path(run_dir), "tokenizer", device, resume, on_step,
+                {"kind": "tokenizer"})
+
+
+def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: TrainConfig, run_dir: Path,
+                device: torch.device, resume: bool = False, on_step: StepCallback | None = None) -> dict:
+    """Fit a Prior to token rows (N, T) by next-token cross-entropy."""
+    torch.manual_seed(cfg.seed)
+    data = torch.from_numpy(tokens.astype(np.int64))
+    lab = torch.from_numpy(labels.astype(np.int64)) if labels is not None else None
+    prior.to(device)
+
+    def step_loss(idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        y = lab[idx].to(device) if lab is not None else None
+        return prior.loss(data[idx].to(device), y), {}
+
+    return _run(prior, step_loss, len(data), cfg, Path(run_dir), "prior", device, resume, on_step,
+                {"kind": "prior"})
