@@ -1,0 +1,49 @@
+"""Tiny real models and real image files, written by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from tokenizer_cli.config import QuantizerConfig, TokenizerConfig
+from tokenizer_cli.hub import save_pipeline
+from tokenizer_cli.models import Tokenizer
+
+
+def tiny_tokenizer(kind: str = "mvq", tokens: int = 2, image_size: int = 28, channels: int = 1) -> Tokenizer:
+    torch.manual_seed(0)
+    q = QuantizerConfig(kind=kind, dim=4, codebook_size=4, mask_bits=2, levels=[3, 3, 2, 2])
+    cfg = TokenizerConfig(image_size=image_size, channels=channels, tokens=tokens, base_channels=4, quantizer=q)
+    model = Tokenizer(cfg)
+    model.train()
+    model(torch.rand(8, channels, image_size, image_size) * 2 - 1)  # data-init the codebook
+    return model.eval()
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A real model folder (config.json + tokenizer.safetensors) of a tiny 2-token MVQ for 28x28 grey."""
+    folder = tmp_path / "tiny-model"
+    save_pipeline(folder, tiny_tokenizer())
+    return folder
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """A folder tree of real images in several modes and sizes."""
+    root = tmp_path / "images"
+    (root / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8), "L").save(root / "a.png")
+    Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8), "RGB").save(root / "b.jpg")
+    Image.fromarray(rng.integers(0, 255, (17, 50, 4), dtype=np.uint8), "RGBA").save(root / "sub" / "c.png")
+    Image.fromarray(rng.integers(0, 255, (9, 9), dtype=np.uint8), "L").convert("P").save(root / "sub" / "d.gif")
+    return root
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()

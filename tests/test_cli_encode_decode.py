@@ -1,0 +1,168 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tokenizer_cli.cli.app import app
+
+
+def run(runner, *args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_encode_then_decode_round_trip(runner, model_dir, image_dir, tmp_path):
+    out = tmp_path / "tokens.npy"
+    res = run(runner, "encode", image_dir, out, "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    tokens = np.load(out)
+    manifest = json.loads((tmp_path / "tokens.json").read_text())
+    assert tokens.shape == (4, 2) and tokens.dtype == np.uint8
+    assert manifest["rows"] == 4 and manifest["vocab_size"] == 12 and manifest["tokens_per_image"] == 2
+    assert [s.rsplit("/", 1)[-1] for s in manifest["sources"]] == ["a.png", "b.jpg", "c.png", "d.gif"]
+    assert manifest["skipped"] == []
+
+    res = run(runner, "decode", out, tmp_path / "decoded", "--grid", tmp_path / "grid.png", "--model", model_dir,
+              "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    pngs = sorted((tmp_path / "decoded").glob("*.png"))
+    assert len(pngs) == 4
+    assert Image.open(pngs[0]).size == (28, 28)
+    assert Image.open(tmp_path / "grid.png").size[0] > 28 * 2
+
+
+def test_encode_is_deterministic_and_matches_the_model(runner, model_dir, image_dir, tmp_path):
+    from tokenizer_cli.data import load_image
+    from tokenizer_cli.hub import load_pipeline
+    import torch
+
+    run(runner, "encode", image_dir / "a.png", tmp_path / "t.npy", "--model", model_dir, "--device", "cpu")
+    pipe = load_pipeline(str(model_dir))
+    x = torch.from_numpy(load_image(image_dir / "a.png", 28, 1))[None]
+    assert np.array_equal(np.load(tmp_path / "t.npy"), pipe.tokenizer.encode(x).numpy())
+
+
+def test_encode_reads_idx_files(runner, model_dir, tmp_path):
+    import struct
+
+    idx = tmp_path / "train-images-idx3-ubyte"
+    idx.write_bytes(struct.pack(">IIII", 0x803, 3, 28, 28) + bytes(range(256)) * 9 + bytes(3 * 784 - 2304))
+    res = run(runner, "encode", idx, tmp_path / "t.npy", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert np.load(tmp_path / "t.npy").shape == (3, 2)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", None])
+def test_bad_image_is_named_and_nothing_written(runner, model_dir, image_dir, tmp_path, content):
+    bad = image_dir / "bad.png"
+    if content is None:  # a truncated PNG
+        content = (image_dir / "a.png").read_bytes()[:60]
+    bad.write_bytes(content)
+    out = tmp_path / "tokens.npy"
+    res = run(runner, "encode", image_dir, out, "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 1
+    assert "bad.png" in res.stderr and "Traceback" not in res.output
+    assert not out.exists() and not (tmp_path / "tokens.json").exists()
+    assert not list(tmp_path.glob(".*tmp*"))
+
+    res = run(runner, "encode", image_dir, out, "--model", model_dir, "--device", "cpu", "--skip-bad")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((tmp_path / "tokens.json").read_text())
+    assert np.load(out).shape == (4, 2)
+    assert len(manifest["skipped"]) == 1 and manifest["skipped"][0]["source"].endswith("bad.png")
+    assert manifest["skipped"][0]["reason"]
+
+
+def test_empty_folder(runner, model_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = run(runner, "encode", tmp_path / "empty", tmp_path / "t.npy", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 1 and "no images found" in res.stderr
+
+
+def test_missing_input(runner, model_dir, tmp_path):
+    res = run(runner, "encode", tmp_path / "nope", tmp_path / "t.npy", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 1 and "nope" in res.stderr
+
+
+def test_output_exists_needs_overwrite(runner, model_dir, image_dir, tmp_path):
+    out = tmp_path / "tokens.npy"
+    out.write_bytes(b"precious")
+    res = run(runner, "encode", image_dir, out, "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 1 and "--overwrite" in res.stderr
+    assert out.read_bytes() == b"precious"
+    res = run(runner, "encode", image_dir, out, "--model", model_dir, "--device", "cpu", "--overwrite")
+    assert res.exit_code == 0 and np.load(out).shape == (4, 2)
+
+
+def test_output_must_be_npy(runner, model_dir, image_dir, tmp_path):
+    res = run(runner, "encode", image_dir, tmp_path / "t.txt", "--model", model_dir)
+    assert res.exit_code == 1 and ".npy" in res.stderr
+
+
+def test_missing_model_names_all_three_tries(runner, image_dir, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    res = run(runner, "encode", image_dir, tmp_path / "t.npy", "--model", "nobody/no-such-model")
+    assert res.exit_code == 1
+    assert "not a local folder" in res.stderr and "shipped" in res.stderr and "Hub" in res.stderr
+    res = run(runner, "encode", image_dir, tmp_path / "t.npy", "--model", "no-such-default")
+    assert res.exit_code == 1 and "not a local folder" in res.stderr
+
+
+def test_checkpoint_that_is_not_safetensors(runner, model_dir, image_dir, tmp_path):
+    import pickle
+
+    (model_dir / "tokenizer.safetensors").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    res = run(runner, "encode", image_dir, tmp_path / "t.npy", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 1 and "safetensors" in res.stderr and "Traceback" not in res.output
+
+
+def test_config_that_is_not_json(runner, model_dir, image_dir, tmp_path):
+    (model_dir / "config.json").write_text("{oops")
+    res = run(runner, "encode", image_dir, tmp_path / "t.npy", "--model", model_dir)
+    assert res.exit_code == 1 and "config.json" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "tokens, message",
+    [
+        (np.zeros((3, 2), dtype=np.float32), "integer"),
+        (np.zeros((3, 5), dtype=np.int64), "5"),
+        (np.zeros(2, dtype=np.int64), "2-D"),
+        (np.array([[0, 1], [2, 999]]), "row 1"),
+        (np.array([[0, -1]]), "row 0"),
+        (np.zeros((0, 2), dtype=np.int64), "no rows"),
+    ],
+)
+def test_decode_rejects_bad_tokens(runner, model_dir, tmp_path, tokens, message):
+    np.save(tmp_path / "t.npy", tokens)
+    res = run(runner, "decode", tmp_path / "t.npy", tmp_path / "out", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 1
+    assert message in res.stderr, res.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_decode_refuses_to_overwrite_pngs(runner, model_dir, tmp_path):
+    np.save(tmp_path / "t.npy", np.zeros((2, 2), dtype=np.uint8))
+    args = ["decode", tmp_path / "t.npy", tmp_path / "out", "--model", model_dir, "--device", "cpu"]
+    assert run(runner, *args).exit_code == 0
+    res = run(runner, *args)
+    assert res.exit_code == 1 and "--overwrite" in res.stderr
+    assert run(runner, *args, "--overwrite").exit_code == 0
+
+
+def test_decode_of_a_non_npy_file(runner, model_dir, tmp_path):
+    (tmp_path / "t.npy").write_text("hello")
+    res = run(runner, "decode", tmp_path / "t.npy", tmp_path / "out", "--model", model_dir)
+    assert res.exit_code == 1 and "t.npy" in res.stderr
+
+
+def test_cuda_without_gpu_is_a_clear_error(runner, model_dir, image_dir, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    res = run(runner, "encode", image_dir, tmp_path / "t.npy", "--model", model_dir, "--device", "cuda")
+    assert res.exit_code == 1 and "CUDA" in res.stderr
