@@ -74,10 +74,17 @@ class Bar:
 
     def __init__(self, progress: Progress, task):
         self.progress, self.task = progress, task
+        self._logged = 0.0
 
     def advance(self, n: int = 1, **fields) -> None:
         stats = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
         self.progress.update(self.task, advance=n, stats=stats)
+        if not console.is_terminal:  # logs redirected to a file get a line every 10%
+            task = self.progress.tasks[0]
+            if task.total and task.completed >= self._logged + task.total / 10:
+                self._logged = task.completed
+                console.print(f"{task.description}: {task.completed:.0f}/{task.total:.0f} "
+                              f"{task.elapsed or 0:.0f}s {stats}", highlight=False)
 
 
 @contextmanager

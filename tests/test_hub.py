@@ -1,0 +1,103 @@
+"""Model resolution: local folder, shipped default, and a Hub repo id read offline from a real cache layout."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from tokenizer_cli import hub
+from tokenizer_cli.hub import BadCheckpoint, ModelNotFound, load_pipeline, resolve_model, save_pipeline
+
+from conftest import tiny_tokenizer
+
+
+def make_hub_cache(cache, repo_id, model_dir, commit="0123456789abcdef0123456789abcdef01234567"):
+    """The layout huggingface_hub writes: models--owner--name/{blobs,snapshots/<commit>,refs/main}."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for f in model_dir.iterdir():
+        blob = repo / "blobs" / f"blob-{f.name}"
+        shutil.copy(f, blob)
+        (snap / f.name).symlink_to(blob)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return snap
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch, model_dir):
+    import huggingface_hub.constants as hc
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    make_hub_cache(cache, "someone/tiny-mvq", model_dir)
+    return cache
+
+
+def test_local_folder_round_trip(model_dir):
+    pipe = load_pipeline(str(model_dir))
+    ref = tiny_tokenizer()
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    assert torch.equal(pipe.tokenizer.encode(x), ref.encode(x))
+    assert pipe.prior is None and pipe.folder == model_dir
+
+
+def test_hub_id_offline_from_cache(offline_cache, model_dir):
+    pipe = load_pipeline("someone/tiny-mvq")
+    assert pipe.folder.parent.name == "snapshots"
+    x = torch.rand(2, 1, 28, 28) * 2 - 1
+    assert torch.equal(pipe.tokenizer.encode(x), load_pipeline(str(model_dir)).tokenizer.encode(x))
+
+
+def test_hub_id_with_revision_offline(offline_cache):
+    assert resolve_model("someone/tiny-mvq@0123456789abcdef0123456789abcdef01234567").is_dir()
+
+
+def test_hub_id_not_cached_offline(offline_cache):
+    with pytest.raises(ModelNotFound, match="not in the Hub cache"):
+        resolve_model("someone/other")
+
+
+def test_local_folder_wins_over_hub_id(offline_cache, tmp_path, monkeypatch, model_dir):
+    local = tmp_path / "someone" / "tiny-mvq"
+    shutil.copytree(model_dir, local)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("someone/tiny-mvq").resolve() == local.resolve()
+
+
+def test_shipped_default_by_name(tmp_path, monkeypatch, model_dir):
+    root = tmp_path / "weights"
+    shutil.copytree(model_dir, root / "tiny-default")
+    monkeypatch.setattr(hub, "shipped_root", lambda: root)
+    assert resolve_model("tiny-default") == root / "tiny-default"
+    assert hub.shipped_models() == ["tiny-default"]
+
+
+def test_not_a_repo_id_and_not_local():
+    with pytest.raises(ModelNotFound, match="not a local folder"):
+        resolve_model("./missing/folder/x")
+
+
+def test_bad_checkpoints(model_dir):
+    (model_dir / "tokenizer.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(BadCheckpoint, match="safetensors"):
+        load_pipeline(str(model_dir))
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg["tokenizer"]["tokens"] = 3
+    (model_dir / "config.json").write_text(json.dumps(cfg))
+    save_pipeline(model_dir / "other", tiny_tokenizer())
+    shutil.copy(model_dir / "other" / "tokenizer.safetensors", model_dir / "tokenizer.safetensors")
+    with pytest.raises(BadCheckpoint, match="do not match"):
+        load_pipeline(str(model_dir))
+
+
+def test_save_keeps_extra_sections_and_writes_no_temp_files(model_dir):
+    save_pipeline(model_dir, tiny_tokenizer(), extra={"metrics": {"mse": 0.1}})
+    save_pipeline(model_dir, tiny_tokenizer())
+    cfg = json.loads((model_dir / "config.json").read_text())
+    assert cfg["metrics"] == {"mse": 0.1} and cfg["mvq_format"] == 1
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "tokenizer.safetensors"]
