@@ -229,3 +229,14 @@ def test_overfits_a_deterministic_rule():
     assert first > 2.5 and last < 0.35  # from ~log(16) down to ~log(16)/10, the entropy of t_0 alone
     for out in (model.generate(4, temperature=0), model.generate(64, temperature=0.5, seed=0)):
         torch.testing.assert_close(out[:, 1:], (5 * out[:, :-1] + 3) % 16, rtol=0, atol=0)
+
+
+def test_generated_tokens_are_ordinary_tensors():
+    out = make_prior().generate(2, seed=0)
+    assert not out.is_inference()
+    out[0, 0] = 1  # callers may edit the samples in place
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="divisible"):
+        Prior(PriorConfig(n_embd=30, n_head=4))

@@ -28,7 +28,6 @@ def _positive_int(x) -> bool:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
-        assert cfg.n_embd % cfg.n_head == 0, "n_embd must be divisible by n_head"
         self.n_head, self.dropout = cfg.n_head, cfg.dropout
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
@@ -73,8 +72,8 @@ class Block(nn.Module):
 class Prior(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
-        if cfg.vocab_size < 1 or cfg.tokens < 1 or cfg.num_classes < 0:
-            raise ValueError("prior needs vocab_size >= 1, tokens >= 1 and num_classes >= 0")
+        if cfg.vocab_size < 1 or cfg.tokens < 1 or cfg.num_classes < 0 or cfg.n_embd % cfg.n_head:
+            raise ValueError("prior needs vocab_size >= 1, tokens >= 1, num_classes >= 0, n_embd divisible by n_head")
         self.cfg = cfg
         self.start_id = cfg.vocab_size  # one id past the vocabulary; never predicted
         self.wte = nn.Embedding(cfg.vocab_size + 1, cfg.n_embd)
@@ -113,7 +112,8 @@ class Prior(nn.Module):
         if labels.shape != (batch,):
             raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
         if labels.numel() and (labels.min() < 0 or labels.max() >= self.cfg.num_classes):
-            raise ValueError(f"labels must lie in [0, {self.cfg.num_classes}), got {labels.min()}..{labels.max()}")
+            lo, hi = labels.min().item(), labels.max().item()
+            raise ValueError(f"labels must lie in [0, {self.cfg.num_classes}), got values from {lo} to {hi}")
         return labels
 
     def _run(self, ids: torch.Tensor, labels, cache: KVCache | None = None, pos: int = 0, last_only: bool = False):
@@ -165,6 +165,21 @@ class Prior(nn.Module):
         return torch.multinomial(probs, 1, generator=g)  # (B, 1)
 
     @torch.inference_mode()
+    def _sample_chunk(self, b: int, labels, use_cache: bool, g: torch.Generator, **sampling) -> torch.Tensor:
+        """Sample b sequences -> (b, T); with a cache each step runs the network over one position only."""
+        on_cuda = self.wte.weight.device.type == "cuda"
+        cache = self._new_cache(b, torch.bfloat16 if on_cuda else self.wte.weight.dtype) if use_cache else None
+        ids = torch.full((b, 1), self.start_id, dtype=torch.long, device=self.wte.weight.device)  # (b, 1)
+        for i in range(self.cfg.tokens):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+                if use_cache:
+                    logits = self._run(ids[:, -1:], labels, cache, pos=i)  # (b, 1, vocab)
+                else:  # recompute the whole prefix: the reference path for tests and benchmarks
+                    logits = self._run(ids, labels, last_only=True)  # (b, 1, vocab)
+            nxt = self._sample(logits[:, -1].float(), g=g, **sampling)  # (b, 1)
+            ids = torch.cat([ids, nxt], dim=1)  # (b, i+2)
+        return ids[:, 1:]  # (b, T)
+
     def generate(
         self,
         n: int,
@@ -176,7 +191,11 @@ class Prior(nn.Module):
         use_cache: bool = True,
         batch_size: int | None = None,
     ) -> torch.Tensor:
-        """Sample n token sequences -> LongTensor (n, T). The same seed gives the same samples."""
+        """Sample n token sequences -> LongTensor (n, T). The same seed gives the same samples.
+
+        temperature 0 is greedy (argmax); top_k keeps the k largest logits; top_p keeps the smallest set of
+        tokens whose probability reaches p. labels (int or (n,) ints) are required iff num_classes > 0.
+        """
         if not _positive_int(n):
             raise ValueError(f"n must be a positive integer, got {n!r}")
         if not (isinstance(temperature, numbers.Real) and math.isfinite(temperature) and temperature >= 0):
@@ -187,34 +206,21 @@ class Prior(nn.Module):
             raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
         if batch_size is not None and not _positive_int(batch_size):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-        labels = self._check_labels(labels, n)
-        device = self.wte.weight.device
-        g = torch.Generator(device=device)
+        labels = self._check_labels(labels, int(n))
+        g = torch.Generator(device=self.wte.weight.device)
         if seed is None:
             g.seed()  # fresh nondeterministic seed; the global RNG is left alone
         else:
             g.manual_seed(seed)
-        on_cuda = device.type == "cuda"
-        cache_dtype = torch.bfloat16 if on_cuda else self.wte.weight.dtype
-        n, top_k, temperature = int(n), None if top_k is None else int(top_k), float(temperature)
-        step = int(batch_size or n)
+        sampling = dict(temperature=float(temperature), top_k=None if top_k is None else int(top_k), top_p=top_p)
+        n, step = int(n), int(batch_size or n)
         was_training = self.training
         self.eval()
         try:
-            out = []
+            chunks = []
             for lo in range(0, n, step):
-                b, lab = min(step, n - lo), None if labels is None else labels[lo : lo + step]
-                cache = self._new_cache(b, cache_dtype) if use_cache else None
-                ids = torch.full((b, 1), self.start_id, dtype=torch.long, device=device)  # (b, 1)
-                for i in range(self.cfg.tokens):
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
-                        if use_cache:
-                            logits = self._run(ids[:, -1:], lab, cache, pos=i)  # (b, 1, vocab)
-                        else:
-                            logits = self._run(ids, lab, last_only=True)  # (b, 1, vocab)
-                    nxt = self._sample(logits[:, -1].float(), temperature, top_k, top_p, g)  # (b, 1)
-                    ids = torch.cat([ids, nxt], dim=1)  # (b, i+2)
-                out.append(ids[:, 1:])
-            return torch.cat(out, dim=0)  # (n, T)
+                lab = None if labels is None else labels[lo : lo + step]
+                chunks.append(self._sample_chunk(min(step, n - lo), lab, use_cache, g, **sampling))
         finally:
             self.train(was_training)
+        return torch.cat(chunks, dim=0).clone()  # (n, T); cloned outside inference mode: a normal tensor

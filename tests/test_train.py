@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tokenizer_cli.checkpoint import latest_checkpoint
+from tokenizer_cli.cli.app import app
+from tokenizer_cli.config import QuantizerConfig, TokenizerConfig
+from tokenizer_cli.hub import load_pipeline
+from tokenizer_cli.models import Tokenizer
+from tokenizer_cli.train import TrainConfig, train_tokenizer
+
+
+def blobs(n=64, size=16, seed=0):
+    """Simple real-looking images: a bright disc at a random place on a dark background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = np.zeros((n, size, size), dtype=np.uint8)
+    for i in range(n):
+        cy, cx = rng.integers(3, size - 3, 2)
+        out[i][(yy - cy) ** 2 + (xx - cx) ** 2 < 9] = 255
+    return out
+
+
+def small_model(kind="mvq"):
+    torch.manual_seed(0)
+    q = QuantizerConfig(kind=kind, dim=4, codebook_size=8, mask_bits=2, levels=[4, 4])
+    return Tokenizer(TokenizerConfig(image_size=16, channels=1, tokens=2, base_channels=4, quantizer=q))
+
+
+@pytest.mark.parametrize("kind", ["vq", "fsq", "mvq"])
+def test_training_reduces_reconstruction_error(kind, tmp_path):
+    images = blobs()
+    model = small_model(kind)
+    losses = []
+    cfg = TrainConfig(steps=60, batch_size=32, lr=3e-3, warmup=5, checkpoint_every=0)
+    train_tokenizer(model, images, cfg, tmp_path / "run", torch.device("cpu"),
+                    on_step=lambda s, st: losses.append(st["mse"]))
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    images = blobs()
+    cfg = TrainConfig(steps=8, batch_size=16, warmup=2, checkpoint_every=4)
+    straight = small_model()
+    train_tokenizer(straight, images, cfg, tmp_path / "a", torch.device("cpu"))
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_5(step, stats):
+        if step == 5:
+            raise Stop
+
+    interrupted = small_model()
+    with pytest.raises(Stop):
+        train_tokenizer(interrupted, images, cfg, tmp_path / "b", torch.device("cpu"), on_step=stop_after_5)
+    assert latest_checkpoint(tmp_path / "b").name == "step-0000004"
+    resumed = small_model()  # a fresh process would start from a fresh model
+    info = train_tokenizer(resumed, images, cfg, tmp_path / "b", torch.device("cpu"), resume=True)
+    assert info["resumed_from"] == 4
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+def test_cli_train_tokenizer_on_an_image_folder(runner, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(blobs(24, 32)):
+        Image.fromarray(np.stack([img, img // 2, 255 - img], -1)).save(folder / f"{i:03d}.png")
+    out = tmp_path / "model"
+    args = ["train", "tokenizer", str(out), "--data", str(folder), "--quantizer", "vq", "--tokens", "3",
+            "--codebook-size", "8", "--image-size", "32", "--channels", "3", "--base-channels", "4",
+            "--steps", "4", "--batch-size", "8", "--device", "cpu"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "tokenizer.safetensors"]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["tokenizer"]["channels"] == 3 and cfg["metrics"]["images"] == 24
+    assert "mse" in (out / "README.md").read_text()
+    pipe = load_pipeline(str(out))
+    assert pipe.tokenizer.encode(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1 and "--resume" in res.stderr
+
+
+def test_cli_train_rejects_bad_options(runner, tmp_path):
+    res = runner.invoke(app, ["train", "tokenizer", str(tmp_path / "m"), "--quantizer", "pq", "--device", "cpu"])
+    assert res.exit_code == 1 and "quantizer kind" in res.stderr
+    res = runner.invoke(app, ["train", "tokenizer", str(tmp_path / "m"), "--layout", "grid", "--tokens", "5",
+                              "--device", "cpu"])
+    assert res.exit_code == 1 and "grid layout" in res.stderr
