@@ -47,3 +47,33 @@ def image_dir(tmp_path):
 @pytest.fixture
 def runner():
     return CliRunner()
+
+
+def tiny_prior(vocab_size: int, tokens: int):
+    from tokenizer_cli.config import PriorConfig
+    from tokenizer_cli.models import Prior
+
+    torch.manual_seed(0)
+    return Prior(PriorConfig(vocab_size=vocab_size, tokens=tokens, n_layer=1, n_head=2, n_embd=16))
+
+
+@pytest.fixture
+def model_with_prior(tmp_path):
+    """A tiny 2-token MVQ tokenizer with a tiny prior, as a model folder."""
+    folder = tmp_path / "tiny-with-prior"
+    tok = tiny_tokenizer()
+    save_pipeline(folder, tok, tiny_prior(tok.vocab_size, 2))
+    return folder
+
+
+@pytest.fixture
+def vq_baseline_with_prior(tmp_path):
+    """A tiny VQ with more tokens (grid 7x7 = 49), as a long-sequence baseline."""
+    from tokenizer_cli.config import QuantizerConfig, TokenizerConfig
+
+    torch.manual_seed(0)
+    q = QuantizerConfig(kind="vq", dim=4, codebook_size=4)
+    tok = Tokenizer(TokenizerConfig(tokens=49, layout="grid", base_channels=4, quantizer=q)).eval()
+    folder = tmp_path / "tiny-vq-grid"
+    save_pipeline(folder, tok, tiny_prior(4, 49))
+    return folder

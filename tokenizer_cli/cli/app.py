@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import decode, encode, models, train
+from . import benchmark, decode, encode, models, sample, train
 from .common import cli_command, console
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
 )
 app.command("encode", no_args_is_help=True)(cli_command(encode.encode))
 app.command("decode", no_args_is_help=True)(cli_command(decode.decode))
+app.command("sample")(cli_command(sample.sample))
+app.command("benchmark")(cli_command(benchmark.benchmark))
 app.command("models")(cli_command(models.models))
 app.add_typer(train.app, name="train")
 

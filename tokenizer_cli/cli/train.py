@@ -129,3 +129,87 @@ def _evaluate(model: Tokenizer, data: str, image_size: int, channels: int, dev: 
         metrics = reconstruction_metrics(model, images, device=dev, on_batch=bar.advance)
     metrics["eval_data"] = f"{data} {split} ({len(images):,} images)"
     return metrics
+
+
+@torch.inference_mode()
+def encode_array(tokenizer: Tokenizer, images: np.ndarray, dev: torch.device, batch_size: int = 500) -> np.ndarray:
+    """Token rows (N, T) int64 for uint8 images, with a progress bar."""
+    from ..train import images_to_tensor
+
+    out = np.empty((len(images), tokenizer.tokens_per_image), dtype=np.int64)
+    tokenizer.to(dev).eval()
+    with progress_bar("encode", len(images)) as bar:
+        for start in range(0, len(images), batch_size):
+            x = images_to_tensor(images[start : start + batch_size]).to(dev)
+            out[start : start + len(x)] = tokenizer.encode(x).cpu().numpy()
+            bar.advance(len(x))
+    return out
+
+
+@app.command("prior", no_args_is_help=True)
+@cli_command
+def prior(
+    model: Annotated[Path, typer.Argument(help="Model folder whose tokenizer the prior models; prior.safetensors is written into it.")],
+    data: DataOpt = FASHION,
+    tokens_file: Annotated[Path | None, typer.Option("--tokens-file", help="Train on a tokens.npy from `mvq encode` instead of --data.")] = None,
+    classes: Annotated[bool, typer.Option("--classes", help="Class-conditional prior (Fashion-MNIST labels).")] = False,
+    n_layer: Annotated[int, typer.Option("--layers", min=1, help="Transformer blocks.")] = 4,
+    n_head: Annotated[int, typer.Option("--heads", min=1, help="Attention heads.")] = 4,
+    n_embd: Annotated[int, typer.Option("--width", min=8, help="Model width (a multiple of --heads).")] = 128,
+    steps: StepsOpt = 3000,
+    batch_size: BatchOpt = 256,
+    lr: LrOpt = 1e-3,
+    seed: SeedOpt = 0,
+    checkpoint_every: CkptOpt = 1000,
+    resume: ResumeOpt = False,
+    precision: PrecisionOpt = "fp32",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train a GPT-style prior over the tokens of a model's tokenizer."""
+    from ..config import PriorConfig
+    from ..hub import load_pipeline
+    from ..models.prior import Prior
+    from ..tokenfile import load_tokens, validate_tokens
+    from ..train import train_prior
+
+    dev = pick_device(device)
+    if not (model / "config.json").is_file():
+        fail(f"{model} is not a model folder (no config.json); train a tokenizer first")
+    if n_embd % n_head:
+        fail(f"--width {n_embd} must be a multiple of --heads {n_head}")
+    pipe = load_pipeline(str(model), dev)
+    tok = pipe.tokenizer
+    labels = None
+    if tokens_file is not None:
+        if classes:
+            fail("--classes needs labels: use --data fashion-mnist, not --tokens-file")
+        rows, _ = load_tokens(tokens_file)
+        ids = validate_tokens(rows, tok.tokens_per_image, tok.vocab_size)
+        source = str(tokens_file)
+    else:
+        images = load_training_images(data, "train", tok.cfg.image_size, tok.cfg.channels)
+        ids = encode_array(tok, images, dev)
+        source = data
+        if classes:
+            if data != FASHION:
+                fail("--classes is only available with --data fashion-mnist")
+            labels = data_io.load_fashion_mnist(split="train")[1]
+    pcfg = PriorConfig(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
+                       n_embd=n_embd, num_classes=10 if classes else 0)
+    torch.manual_seed(seed)
+    net = Prior(pcfg)
+    tcfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+                       precision=precision)
+    console.print(f"training prior: {net.num_parameters():,} parameters over {len(ids):,} sequences of "
+                  f"{pcfg.tokens} tokens (vocabulary {pcfg.vocab_size}), {dev}")
+    run_dir = model / "checkpoints-prior"
+    with progress_bar("train prior", steps) as bar:
+        result = train_prior(net, ids, labels, tcfg, run_dir, dev, resume=resume,
+                             on_step=lambda step, s: bar.advance(loss=s["loss"]))
+    extra = {"prior_training": {"command": "mvq " + shlex.join(sys.argv[1:]), "data": source, **to_dict(tcfg),
+                                "seconds": round(result["seconds"], 1), "final_loss": round(result["loss"], 4),
+                                "device": str(dev)}}
+    save_pipeline(model, tok.cpu(), net.cpu(), extra=extra)
+    (model / "README.md").write_text(model_card(read_config(model), model.name))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    console.print(f"wrote {model / 'prior.safetensors'}: final loss {result['loss']:.3f} nats/token")

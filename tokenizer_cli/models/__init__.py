@@ -1,3 +1,4 @@
 from .autoencoder import Tokenizer
+from .prior import Prior
 
-__all__ = ["Tokenizer"]
+__all__ = ["Prior", "Tokenizer"]

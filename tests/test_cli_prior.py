@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+from PIL import Image
+
+from tokenizer_cli.cli.app import app
+from tokenizer_cli.hub import load_pipeline
+
+
+def run(runner, *args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_sample_writes_a_grid_and_tokens(runner, model_with_prior, tmp_path):
+    out = tmp_path / "s.png"
+    res = run(runner, "sample", "--n", 4, "--out", out, "--model", model_with_prior, "--device", "cpu",
+              "--tokens-out", tmp_path / "t.npy", "--images-dir", tmp_path / "imgs", "--seed", 3)
+    assert res.exit_code == 0, res.output
+    assert Image.open(out).size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)  # 2x2 tiles, 2 px padding
+    tokens = np.load(tmp_path / "t.npy")
+    assert tokens.shape == (4, 2) and tokens.max() < 12
+    assert len(list((tmp_path / "imgs").glob("*.png"))) == 4
+    assert "ms/image" in res.stderr
+    pipe = load_pipeline(str(model_with_prior))
+    assert np.array_equal(tokens, pipe.prior.generate(4, seed=3).numpy())
+
+
+def test_sample_bad_options(runner, model_with_prior, model_dir, tmp_path):
+    res = run(runner, "sample", "--n", 0, "--out", tmp_path / "s.png", "--model", model_with_prior)
+    assert res.exit_code == 1 and "--n" in res.stderr
+    res = run(runner, "sample", "--out", tmp_path / "s.png", "--model", model_dir)
+    assert res.exit_code == 1 and "no prior" in res.stderr
+    res = run(runner, "sample", "--out", tmp_path / "s.png", "--model", model_with_prior, "--top-p", 2)
+    assert res.exit_code == 1 and "top_p" in res.stderr
+    res = run(runner, "sample", "--out", tmp_path / "s.png", "--model", model_with_prior, "--class", 3)
+    assert res.exit_code == 1 and "class" in res.stderr
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_train_prior_from_a_tokens_file(runner, model_dir, image_dir, tmp_path):
+    assert run(runner, "encode", image_dir, tmp_path / "t.npy", "--model", model_dir, "--device", "cpu").exit_code == 0
+    res = run(runner, "train", "prior", model_dir, "--tokens-file", tmp_path / "t.npy", "--steps", 3, "--layers", 1,
+              "--heads", 2, "--width", 16, "--batch-size", 4, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((model_dir / "config.json").read_text())
+    assert cfg["prior"]["vocab_size"] == 12 and cfg["prior"]["tokens"] == 2
+    assert "prior_training" in cfg and (model_dir / "prior.safetensors").exists()
+    assert not (model_dir / "checkpoints-prior").exists()
+    assert load_pipeline(str(model_dir)).prior.generate(2, seed=0).shape == (2, 2)
+
+
+def test_train_prior_rejects_tokens_of_another_model(runner, model_dir, tmp_path):
+    np.save(tmp_path / "t.npy", np.zeros((5, 3), dtype=np.int64))
+    res = run(runner, "train", "prior", model_dir, "--tokens-file", tmp_path / "t.npy", "--device", "cpu")
+    assert res.exit_code == 1 and "3 per row but the model uses 2" in res.stderr, res.stderr
+
+
+def test_benchmark_json(runner, model_with_prior, vq_baseline_with_prior, tmp_path):
+    res = run(runner, "benchmark", "--tokens", 2, "--model", model_with_prior, "--model", vq_baseline_with_prior,
+              "--repeats", 1, "--json", tmp_path / "b.json", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "b.json").read_text())
+    rows = {r["tokens"]: r for r in result["rows"]}
+    assert set(rows) == {2, 49}
+    for r in rows.values():
+        assert r["ms_per_image_b1"] > 0 and r["ms_per_image_b64"] > 0 and r["ms_per_image_b64_no_cache"] > 0
+    (up,) = result["speedups"]
+    assert up["baseline_tokens"] == 49
+    assert abs(up["speedup"] - rows[49]["ms_per_image_b64"] / rows[2]["ms_per_image_b64"]) < 1e-9
+    assert "speed-up" in res.stdout
+
+
+def test_benchmark_without_such_models(runner, model_with_prior, tmp_path):
+    res = run(runner, "benchmark", "--tokens", 5, "--model", model_with_prior, "--repeats", 1)
+    assert res.exit_code == 1 and "5 tokens" in res.stderr

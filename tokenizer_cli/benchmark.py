@@ -1,0 +1,77 @@
+"""Token-sampling speed of priors: median wall time per image after warm-up, all in one process."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_generate(prior, batch: int, repeats: int, use_cache: bool = True) -> float:
+    """Median seconds for one call of prior.generate(batch), after one warm-up call."""
+    device = next(prior.parameters()).device
+    prior.generate(batch, seed=0, use_cache=use_cache)
+    _sync(device)
+    times = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        prior.generate(batch, seed=r + 1, use_cache=use_cache)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def quality(cfg: dict) -> tuple[str, float | None]:
+    """The best quality figure a model folder has: generation FD if evaluated, else reconstruction MSE."""
+    gen = (cfg.get("eval") or {}).get("generation_fd")
+    if gen is not None:
+        return "gen FD", float(gen)
+    mse = (cfg.get("metrics") or {}).get("mse")
+    return ("recon MSE", float(mse)) if mse is not None else ("-", None)
+
+
+def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64), no_cache: bool = True) -> dict:
+    prior, tok = pipe.prior, pipe.tokenizer
+    q = pipe.config["tokenizer"]["quantizer"]
+    metric, value = quality(pipe.config)
+    row = {"model": name, "quantizer": q["kind"], "tokens": tok.tokens_per_image, "vocab": tok.vocab_size,
+           "prior_params": prior.num_parameters(), "quality_metric": metric, "quality": value}
+    for b in batch_sizes:
+        row[f"ms_per_image_b{b}"] = time_generate(prior, b, repeats) / b * 1000
+    big = max(batch_sizes)
+    row["images_per_s"] = 1000 / row[f"ms_per_image_b{big}"]
+    row["ms_per_token"] = row[f"ms_per_image_b{big}"] * big / tok.tokens_per_image
+    if no_cache:
+        row[f"ms_per_image_b{big}_no_cache"] = time_generate(prior, big, repeats, use_cache=False) / big * 1000
+    return row
+
+
+def speedups(rows: list[dict], tokens: int, batch: int = 64) -> list[dict]:
+    """For each model at `tokens`, its speed-up over each longer VQ baseline, and whether that baseline is as good.
+
+    A baseline 'matches' when its quality is at least as good (lower FD or MSE), the paper's
+    comparison: how much faster the short sequence is than the VQ that needs more tokens.
+    """
+    key = f"ms_per_image_b{batch}"
+    short = [r for r in rows if r["tokens"] == tokens]
+    baselines = [r for r in rows if r["quantizer"] == "vq" and r["tokens"] > tokens]
+    out = []
+    for s in short:
+        for b in baselines:
+            comparable = s["quality"] is not None and b["quality"] is not None and s["quality_metric"] == b["quality_metric"]
+            out.append({"model": s["model"], "baseline": b["model"], "baseline_tokens": b["tokens"],
+                        "speedup": b[key] / s[key],
+                        "baseline_as_good": bool(comparable and b["quality"] <= s["quality"])})
+    equal_t = [r for r in rows if r["tokens"] == tokens and r["quantizer"] == "vq"]
+    for s in short:
+        for b in equal_t:
+            if b is not s:
+                out.append({"model": s["model"], "baseline": b["model"], "baseline_tokens": b["tokens"],
+                            "speedup": b[key] / s[key], "baseline_as_good": None})
+    return out

@@ -1,0 +1,77 @@
+"""`mvq benchmark`: token-sampling speed of the models at T tokens against long-sequence VQ baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..benchmark import measure, speedups
+from ..data import atomic_write
+from ..hub import load_pipeline, read_config, shipped_models, shipped_root
+from .common import DeviceOpt, JsonOpt, console, fail, pick_device
+
+
+def _candidates(tokens: int) -> list[str]:
+    """Shipped models with a prior at T = tokens, plus VQ models with more tokens (the baselines)."""
+    names = []
+    for name in shipped_models():
+        cfg = read_config(shipped_root() / name)
+        t, kind = cfg["tokenizer"]["tokens"], cfg["tokenizer"]["quantizer"]["kind"]
+        if cfg.get("prior") and (t == tokens or (kind == "vq" and t > tokens)):
+            names.append(name)
+    return names
+
+
+def benchmark(
+    tokens: Annotated[int, typer.Option("--tokens", "-t", help="Tokens per image of the models to compare.")] = 2,
+    models: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to time (repeat the option); default: shipped models at --tokens and the longer VQ baselines.")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per measurement (the median is reported).")] = 5,
+    json_out: JsonOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Time token sampling (ms per image at batch 1 and 64, with and without KV cache) and report speed-ups."""
+    dev = pick_device(device)
+    names = models or _candidates(tokens)
+    pipes = {name: load_pipeline(name, dev, need_prior=True) for name in names}
+    if not any(p.tokenizer.tokens_per_image == tokens for p in pipes.values()):
+        fail(f"no model with {tokens} tokens per image and a prior (try `mvq models`)")
+    rows = []
+    with console.status("timing priors...") as status:
+        for name, pipe in pipes.items():
+            status.update(f"timing {name}")
+            rows.append(measure(name, pipe, repeats))
+    ups = speedups(rows, tokens)
+    _print(rows, ups, dev)
+    if json_out is not None:
+        result = {"device": str(dev), "threads": torch.get_num_threads(), "repeats": repeats, "tokens": tokens,
+                  "rows": rows, "speedups": ups}
+        atomic_write(json_out, lambda p: Path(p).write_text(json.dumps(result, indent=2) + "\n"))
+        console.print(f"wrote {json_out}")
+
+
+def _print(rows: list[dict], ups: list[dict], dev: torch.device) -> None:
+    out = Console()  # the tables are the command's output: stdout
+    table = Table(title=f"token sampling on {dev} ({torch.get_num_threads()} threads), median after warm-up")
+    for col in ("model", "quantizer", "T", "vocab", "prior params", "ms/img b=1", "ms/img b=64",
+                "img/s b=64", "ms/token b=64", "ms/img b=64 no cache", "quality"):
+        table.add_column(col, justify="left" if col in ("model", "quantizer") else "right")
+    for r in rows:
+        quality = f"{r['quality']:.4g} ({r['quality_metric']})" if r["quality"] is not None else "-"
+        table.add_row(r["model"], r["quantizer"], str(r["tokens"]), str(r["vocab"]), f"{r['prior_params']:,}",
+                      f"{r['ms_per_image_b1']:.3f}", f"{r['ms_per_image_b64']:.4f}", f"{r['images_per_s']:,.0f}",
+                      f"{r['ms_per_token']:.3f}", f"{r['ms_per_image_b64_no_cache']:.4f}", quality)
+    out.print(table)
+    if ups:
+        sp = Table(title="speed-up of short-token sampling (batch 64)")
+        for col in ("model", "baseline", "baseline T", "speed-up", "baseline at least as good"):
+            sp.add_column(col)
+        for u in ups:
+            good = "-" if u["baseline_as_good"] is None else ("yes" if u["baseline_as_good"] else "no")
+            sp.add_row(u["model"], u["baseline"], str(u["baseline_tokens"]), f"{u['speedup']:.1f}x", good)
+        out.print(sp)
