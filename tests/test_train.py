@@ -93,3 +93,40 @@ def test_cli_train_rejects_bad_options(runner, tmp_path):
     res = runner.invoke(app, ["train", "tokenizer", str(tmp_path / "m"), "--layout", "grid", "--tokens", "5",
                               "--device", "cpu"])
     assert res.exit_code == 1 and "grid layout" in res.stderr
+
+
+def test_kill_9_then_resume(tmp_path):
+    """A real training process killed with SIGKILL resumes from its last complete checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(blobs(32, 16)):
+        Image.fromarray(img).save(folder / f"{i:03d}.png")
+    out = tmp_path / "model"
+    args = [sys.executable, "-m", "tokenizer_cli", "train", "tokenizer", str(out), "--data", str(folder),
+            "--image-size", "16", "--base-channels", "4", "--dim", "4", "--codebook-size", "8",
+            "--steps", "400", "--batch-size", "8", "--checkpoint-every", "5", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = out / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while not latest.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it get somewhere between two checkpoints, or in the middle of writing one
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "config.json").exists()
+    killed_at = latest_checkpoint(out / "checkpoints")
+    assert killed_at is not None
+
+    res = subprocess.run(args + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["resumed_from"] >= int(killed_at.name.split("-")[1]) > 0
+    assert not (out / "checkpoints").exists()

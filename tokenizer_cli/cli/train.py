@@ -111,7 +111,8 @@ def tokenizer(
     metrics = _evaluate(model, data, image_size, channels, dev)
     extra = {
         "training": {"command": "mvq " + shlex.join(sys.argv[1:]) if sys.argv else "", "data": data,
-                     **to_dict(tcfg), "seconds": round(result["seconds"], 1), "device": str(dev)},
+                     **to_dict(tcfg), "seconds": round(result["seconds"], 1), "device": str(dev),
+                     "resumed_from": result["resumed_from"]},
         "metrics": metrics,
     }
     save_pipeline(out, model.cpu(), extra=extra)
