@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import benchmark, decode, encode, models, sample, train
+from . import benchmark, decode, encode, models, push, sample, train
 from .common import cli_command, console
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command("decode", no_args_is_help=True)(cli_command(decode.decode))
 app.command("sample")(cli_command(sample.sample))
 app.command("benchmark")(cli_command(benchmark.benchmark))
 app.command("models")(cli_command(models.models))
+app.command("push", no_args_is_help=True)(cli_command(push.push))
 app.add_typer(train.app, name="train")
 
 

@@ -8,13 +8,12 @@ from typing import Annotated
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..benchmark import measure, speedups
 from ..data import atomic_write
 from ..hub import load_pipeline, read_config, shipped_models, shipped_root
-from .common import DeviceOpt, JsonOpt, console, fail, pick_device
+from .common import DeviceOpt, JsonOpt, console, fail, pick_device, stdout_console
 
 
 def _candidates(tokens: int) -> list[str]:
@@ -56,7 +55,7 @@ def benchmark(
 
 
 def _print(rows: list[dict], ups: list[dict], dev: torch.device) -> None:
-    out = Console()  # the tables are the command's output: stdout
+    out = stdout_console()
     table = Table(title=f"token sampling on {dev} ({torch.get_num_threads()} threads), median after warm-up")
     for col in ("model", "quantizer", "T", "vocab", "prior params", "ms/img b=1", "ms/img b=64",
                 "img/s b=64", "ms/token b=64", "ms/img b=64 no cache", "quality"):

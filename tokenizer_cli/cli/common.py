@@ -93,3 +93,9 @@ def progress_bar(description: str, total: int | None, start: int = 0) -> Iterato
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
     with Progress(*columns, console=console, transient=False) as progress:
         yield Bar(progress, progress.add_task(description, total=total, completed=start, stats=""))
+
+
+def stdout_console() -> Console:
+    """Tables are a command's output: stdout, and wide enough not to wrap when piped to a file."""
+    out = Console()
+    return out if out.is_terminal else Console(width=200)

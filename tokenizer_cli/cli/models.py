@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from ..hub import DEFAULT_MODEL, read_config, shipped_models, shipped_root
+from .common import stdout_console
 
 
 def _row(name: str, cfg: dict, where: str) -> list[str]:
@@ -33,4 +33,4 @@ def models() -> None:
                     table.add_row(*_row(repo.repo_id, read_config(rev.snapshot_path), f"hub cache @{rev.commit_hash[:8]}"))
     except Exception:  # no cache yet, or an unreadable one: shipped models are still listed
         pass
-    Console().print(table)  # the listing is the output: stdout
+    stdout_console().print(table)
