@@ -95,8 +95,10 @@ def resolve_feature_net(name: str) -> Path:
     shipped = shipped_root() / name
     if (shipped / CONFIG_FILE).is_file():
         return shipped
+    root = shipped_root()
+    names = sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file()) if root.is_dir() else []
     raise ModelNotFound(f"feature net {name!r} is neither a folder with {CONFIG_FILE} nor a shipped feature net "
-                        f"(shipped: {DEFAULT_FEATURE_NET}; train it with scripts/train_classifier.py)")
+                        f"({', '.join(names) or 'none shipped'}; scripts/train_classifier.py trains one)")
 
 
 def read_feature_net_info(folder: Path) -> dict:

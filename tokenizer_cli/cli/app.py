@@ -8,6 +8,7 @@ import typer
 
 from . import benchmark, decode, encode, models, push, sample, train
 from .common import cli_command, console
+from .eval import eval_cmd
 
 app = typer.Typer(
     name="mvq",
@@ -21,6 +22,7 @@ app.command("decode", no_args_is_help=True)(cli_command(decode.decode))
 app.command("sample")(cli_command(sample.sample))
 app.command("benchmark")(cli_command(benchmark.benchmark))
 app.command("models")(cli_command(models.models))
+app.command("eval")(cli_command(eval_cmd))
 app.command("push", no_args_is_help=True)(cli_command(push.push))
 app.add_typer(train.app, name="train")
 

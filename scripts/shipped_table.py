@@ -1,0 +1,40 @@
+"""Markdown table of the shipped models' measured metrics, read from their config.json files.
+
+Usage: python scripts/shipped_table.py   (prints to stdout; the README's table is its output)
+"""
+
+from __future__ import annotations
+
+from tokenizer_cli.config import tokenizer_config_from_dict
+from tokenizer_cli.hub import read_config, shipped_models, shipped_root
+
+
+def describe(q: dict) -> str:
+    if q["kind"] == "fsq":
+        return "FSQ " + "x".join(map(str, q["levels"]))
+    if q["kind"] == "mvq":
+        return f"MVQ K={q['codebook_size']}, g={q['mask_bits']}"
+    return f"VQ K={q['codebook_size']}"
+
+
+def fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main() -> None:
+    print("| model | quantizer | T | vocabulary | test MSE | PSNR dB | tokens used | recon FD | gen FD | train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in shipped_models():
+        cfg = read_config(shipped_root() / name)
+        tok, m, ev = cfg["tokenizer"], cfg.get("metrics") or {}, cfg.get("eval") or {}
+        if "quantizer" not in tok:
+            continue
+        q = tok["quantizer"]
+        vocab = tokenizer_config_from_dict(tok).quantizer.vocab_size
+        print(f"| {name} | {describe(q)} | {tok['tokens']} | {vocab} | {fmt(m.get('mse'), '.4f')} | "
+              f"{fmt(m.get('psnr'), '.2f')} | {m.get('tokens_used', '-')}/{vocab} | {fmt(ev.get('recon_fd'), '.2f')} | "
+              f"{fmt(ev.get('generation_fd'), '.2f')} | {fmt((cfg.get('training') or {}).get('seconds'), '.0f')} |")
+
+
+if __name__ == "__main__":
+    main()

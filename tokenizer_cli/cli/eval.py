@@ -1,0 +1,185 @@
+"""`mvq eval`: reconstruction and generation quality of a model (FD, MSE, PSNR, SSIM, codebook use).
+
+FD is the Fréchet distance in the features of the project's own classifier (see classifier.py).
+Results go to stdout as a table, optionally to --json, and into the model folder's config.json
+under "eval" (and its README.md) unless --no-write or the model is a read-only Hub cache snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .. import data as data_io
+from ..cards import model_card
+from ..classifier import DEFAULT_FEATURE_NET, load_feature_net
+from ..evaluate import reconstruction_metrics
+from ..fd import extract_features, features_fd, generated_images, reconstruction_quality
+from ..hub import load_pipeline, read_config, shipped_root
+from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, JsonOpt, ModelOpt, SeedOpt, console, fail, pick_device,
+                     progress_bar)
+
+FASHION = "fashion-mnist"
+REFERENCE_IMAGES = 10_000  # train images in the real-vs-real FD floor, when the feature net does not store it
+
+
+def load_eval_images(source: str, size: int, channels: int, limit: int | None) -> tuple[np.ndarray, str]:
+    """(uint8 images (N, H, W) or (N, H, W, 3), a description) from the Fashion-MNIST test split or a folder."""
+    if source == FASHION:
+        if size != 28 or channels != 1:
+            fail(f"{FASHION} is 28x28 grey but the model reads {size}x{size}x{channels} images: pass --data FOLDER")
+        images = data_io.load_fashion_mnist(split="test")[0][:limit]
+        return images, f"{FASHION} test ({len(images):,} images)"
+    sources = list(itertools.islice(data_io.iter_sources([source]), limit))
+    out = np.empty((len(sources), size, size, channels), dtype=np.uint8)
+    with progress_bar(f"loading {source}", len(sources)) as bar:
+        for i, src in enumerate(sources):
+            arr = data_io.load_source(src, size, channels)  # (C, H, W) in [-1, 1]
+            out[i] = np.round((arr.transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+            bar.advance()
+    return (out[..., 0] if channels == 1 else out), f"{source} ({len(sources):,} images)"
+
+
+def weights_digest(folder: Path) -> str:
+    """Short hash of the model's weight files, so a stale "eval" (weights retrained since) can be told apart."""
+    h = hashlib.sha256()
+    for name in ("tokenizer.safetensors", "prior.safetensors"):
+        if (folder / name).is_file():
+            h.update((folder / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def reference_fd(net, info: dict, test_features: np.ndarray | None, batch_size: int, dev: torch.device) -> float | None:
+    """FD of real Fashion-MNIST train vs test images: stored with the feature net, else computed when possible."""
+    if info.get("fd_train_vs_test") is not None:
+        return float(info["fd_train_vs_test"])
+    if test_features is None:
+        return None
+    train = data_io.load_fashion_mnist(split="train")[0][:REFERENCE_IMAGES]
+    with progress_bar("features of real train images", len(train)) as bar:
+        train_features = extract_features(net, train, batch_size, dev, on_batch=bar.advance)
+    return features_fd(train_features, test_features)
+
+
+def eval_cmd(
+    model: ModelOpt = DEFAULT_MODEL,
+    data: Annotated[str, typer.Option("--data", help=f"'{FASHION}' (its 10,000 test images) or an image folder.")] = FASHION,
+    limit: Annotated[int | None, typer.Option("--limit", min=2, help="Use only the first N images (quick runs).")] = None,
+    feature_net: Annotated[str, typer.Option("--feature-net", help="Classifier folder, or a shipped name, whose features FD uses.")] = DEFAULT_FEATURE_NET,
+    json_out: JsonOpt = None,
+    batch_size: BatchOpt = 500,
+    seed: SeedOpt = 0,
+    no_write: Annotated[bool, typer.Option("--no-write", help="Do not write the results into the model folder.")] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Measure a model: reconstruction FD, MSE, PSNR, SSIM, codebook use, and generation FD of its prior."""
+    dev = pick_device(device)
+    t0 = time.perf_counter()
+    net, net_info = load_feature_net(feature_net, dev)
+    pipe = load_pipeline(model, dev)
+    tok = pipe.tokenizer
+    images, description = load_eval_images(data, tok.cfg.image_size, tok.cfg.channels, limit)
+    if len(images) < 2:
+        fail(f"FD needs at least 2 images, {data} gave {len(images)}")
+    n = len(images)
+
+    with progress_bar("reconstruct (MSE)", n) as bar:
+        metrics = reconstruction_metrics(tok, images, batch_size, dev, on_batch=bar.advance)
+    with progress_bar("features, SSIM", n) as bar:
+        real, recon, ssim_mean = reconstruction_quality(tok, net, images, batch_size, dev, on_batch=bar.advance)
+    generation_fd = None
+    if pipe.prior is not None:
+        with console.status(f"sampling {n:,} token sequences with the prior"):
+            batches = generated_images(pipe.prior, tok, n, seed, batch_size=1000, device=dev)
+            first = next(batches)  # sampling happens here, under the spinner
+        with progress_bar("features of samples", n) as bar:
+            generated = extract_features(net, itertools.chain([first], batches), batch_size, dev, on_batch=bar.advance)
+        generation_fd = features_fd(real, generated)
+    else:
+        console.print("note: the model has no prior, so there is no generation FD (train one with `mvq train prior`)")
+    fd_floor = reference_fd(net, net_info, real if data == FASHION and limit is None else None, batch_size, dev)
+
+    result = {
+        "recon_fd": features_fd(real, recon),
+        "generation_fd": generation_fd,
+        "mse": metrics["mse"],
+        "psnr": metrics["psnr"],
+        "ssim": ssim_mean,
+        "codebook_usage": metrics["codebook_usage"],
+        "tokens_used": metrics["tokens_used"],
+        "perplexity": metrics["perplexity"],
+        "images": n,
+        "eval_data": description,
+        "fd_train_vs_test": fd_floor,
+        "feature_net": feature_net,
+        "feature_net_accuracy": net_info.get("test_accuracy"),
+        "seed": seed,
+        "weights_sha256": weights_digest(pipe.folder),
+        "device": str(dev),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "command": "mvq " + shlex.join(sys.argv[1:]),
+    }
+    _print(model, result)
+    writable = Path(model).expanduser().is_dir() or pipe.folder.resolve().is_relative_to(shipped_root().resolve())
+    if not no_write and not writable:
+        console.print(f"note: {model} is a Hub cache snapshot, so the results are not written into it "
+                      "(use --json, or download it to a folder)")
+    if json_out is not None:
+        report = {"model": model, "folder": str(pipe.folder), **result,
+                  "written_to": str(pipe.folder / "config.json") if writable and not no_write else None}
+        data_io.atomic_write(json_out, lambda p: Path(p).write_text(json.dumps(report, indent=2) + "\n"))
+        console.print(f"wrote {json_out}")
+    if writable and not no_write:
+        _write_into_model(pipe.folder, result)
+        console.print(f"wrote the results into {pipe.folder / 'config.json'} (\"eval\") and README.md")
+
+
+def _write_into_model(folder: Path, result: dict) -> None:
+    """Put `result` under "eval" in config.json (read afresh: another command may have written it meanwhile)."""
+    try:
+        cfg = read_config(folder)
+        cfg["eval"] = result
+        data_io.atomic_write(folder / "config.json", lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
+        data_io.atomic_write(folder / "README.md", lambda p: Path(p).write_text(model_card(read_config(folder), folder.name)))
+    except OSError as err:
+        fail(f"could not write the results into {folder} ({err.strerror or err}); the table above is complete, "
+             "pass --no-write to skip this step")
+
+
+def _print(model: str, r: dict) -> None:
+    def num(v, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    table = Table(title=f"mvq eval {model}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("data", r["eval_data"]),
+        ("feature net (FD)", r["feature_net"]),
+        ("reconstruction FD", num(r["recon_fd"], ".4g")),
+        ("generation FD", num(r["generation_fd"], ".4g") if r["generation_fd"] is not None else "- (no prior)"),
+        ("FD real train vs test (floor)", num(r["fd_train_vs_test"], ".4g")),
+        ("MSE ([-1, 1] pixels)", num(r["mse"], ".5f")),
+        ("PSNR dB", num(r["psnr"], ".2f")),
+        ("SSIM", num(r["ssim"], ".4f")),
+        ("codebook usage", num(r["codebook_usage"], ".3f")),
+        ("tokens used", str(r["tokens_used"])),
+        ("perplexity", num(r["perplexity"], ".2f")),
+        ("feature net test accuracy", num(r["feature_net_accuracy"], ".4f")),
+        ("prior seed", str(r["seed"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)  # the table is the command's output: stdout
