@@ -69,3 +69,18 @@ def test_eval_missing_feature_net_is_one_error_line(runner, model_dir, image_dir
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and "feature net" in lines[0]
     assert not (tmp_path / "e.json").exists()
+
+
+def test_eval_does_not_write_into_a_hub_cache_snapshot(runner, model_dir, image_dir, feature_net, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+    from test_hub import make_hub_cache
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    snap = make_hub_cache(tmp_path / "hf-cache", "someone/tiny-mvq", model_dir)
+    before = (snap / "config.json").read_text()
+    res = evaluate(runner, "someone/tiny-mvq", image_dir, feature_net, tmp_path / "e.json")
+    assert res.exit_code == 0, res.output
+    assert "Hub cache snapshot" in res.stderr
+    assert (snap / "config.json").read_text() == before
+    assert json.loads((tmp_path / "e.json").read_text())["written_to"] is None

@@ -76,6 +76,24 @@ def test_ssim_is_one_on_identical_images_and_falls_with_noise():
     assert 1.0 > scores[0] > scores[1] > scores[2]
 
 
+def test_ssim_matches_the_reference_algorithm():
+    """skimage's structural_similarity(gaussian_weights=True, sigma=1.5): scipy's Gaussian, border cropped."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(5)
+    x = rng.random((28, 28))
+    y = np.clip(x + 0.1 * rng.normal(size=x.shape), 0, 1)
+
+    def blur(a):
+        return ndimage.gaussian_filter(a, 1.5, truncate=3.5)  # radius 5: an 11x11 window
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    expected = s[5:-5, 5:-5].mean()
+    assert ssim(torch.tensor(x)[None, None], torch.tensor(y)[None, None]).item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_ssim_per_channel_and_small_images():
     x = torch.rand(2, 3, 8, 8)
     assert ssim(x, x).shape == (2,)

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .models.prior import next_token_loss
 
 
 @dataclass
@@ -69,34 +71,56 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _run(model: torch.nn.Module, step_loss: Callable[[torch.Tensor], tuple[torch.Tensor, dict]],
+def _run(model: torch.nn.Module, step_loss: Callable[..., tuple[torch.Tensor, dict]],
          n: int, cfg: TrainConfig, run_dir: Path, name: str, device: torch.device, resume: bool,
          on_step: StepCallback | None, info: dict) -> dict:
-    """The shared loop: AdamW, warm-up + cosine, checkpoints, resume."""
+    """The shared loop: AdamW, warm-up + cosine, checkpoints, resume; DDP when under torchrun."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     start = 0
     if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
         start = load_checkpoint(ckpt, {name: model}, opt)["step"]
-    order = BatchOrder(n, cfg.batch_size, cfg.seed)
+    world, rank = distributed.world_size(), distributed.rank()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch size {cfg.batch_size} must be divisible by the {world} processes")
+    order = BatchOrder(n, cfg.batch_size, cfg.seed, rank, world)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     model.train()
     stats: dict = {}
+    history: list[list] = []  # (step, loss) about 100 times a run, kept in config.json
     t0 = time.perf_counter()
     for step in range(start, cfg.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         with _autocast(device, cfg.precision):
-            loss, stats = step_loss(order.indices(step))
+            loss, stats = step_loss(net, order.indices(step))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        stats = {"loss": loss.item(), **stats}
+        stats = {"loss": _mean_over_ranks(loss.detach()), **stats}
         done = step + 1
-        if on_step is not None:
+        if done % max(1, cfg.steps // 100) == 0:
+            history.append([done, round(stats["loss"], 6)])
+        if on_step is not None and rank == 0:
             on_step(done, stats)
         if done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
-            save_checkpoint(run_dir, done, {name: model}, opt, info)
+            if rank == 0:
+                save_checkpoint(run_dir, done, {name: model}, opt, info)
+            distributed.barrier()
     model.eval()
-    return {**stats, "seconds": time.perf_counter() - t0, "resumed_from": start}
+    return {**stats, "seconds": time.perf_counter() - t0, "resumed_from": start, "history": history}
+
+
+def _mean_over_ranks(value: torch.Tensor) -> float:
+    """The loss of the whole global batch, not just this rank's share."""
+    if distributed.world_size() > 1:
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+        value /= distributed.world_size()
+    return value.item()
 
 
 def train_tokenizer(model, images: np.ndarray, cfg: TrainConfig, run_dir: Path, device: torch.device,
@@ -106,9 +130,9 @@ def train_tokenizer(model, images: np.ndarray, cfg: TrainConfig, run_dir: Path, 
     data = torch.from_numpy(np.array(images, dtype=np.uint8))  # a private, writable copy
     model.to(device)
 
-    def step_loss(idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def step_loss(net, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
         x = images_to_tensor(data[idx]).to(device)
-        recon, q = model(x)
+        recon, q = net(x)
         mse = F.mse_loss(recon.float(), x)
         return mse + q.loss, {"mse": mse.item(), "usage": q.usage, "perplexity": q.perplexity}
 
@@ -124,9 +148,11 @@ def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: Train
     lab = torch.from_numpy(labels.astype(np.int64)) if labels is not None else None
     prior.to(device)
 
-    def step_loss(idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def step_loss(net, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
         y = lab[idx].to(device) if lab is not None else None
-        return prior.loss(data[idx].to(device), y), {}
+        tokens = data[idx].to(device)
+        # Through the (DDP) wrapper's forward, so gradients are averaged over ranks.
+        return next_token_loss(net(tokens, y), tokens), {}
 
     return _run(prior, step_loss, len(data), cfg, Path(run_dir), "prior", device, resume, on_step,
                 {"kind": "prior"})

@@ -87,8 +87,22 @@ class Bar:
                               f"{task.elapsed or 0:.0f}s {stats}", highlight=False)
 
 
+class _SilentBar(Bar):
+    def __init__(self):
+        pass
+
+    def advance(self, n: int = 1, **fields) -> None:
+        pass
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None, start: int = 0) -> Iterator[Bar]:
+    """A progress bar on stderr; silent on data-parallel ranks other than 0."""
+    from .. import distributed
+
+    if not distributed.is_main():
+        yield _SilentBar()
+        return
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
     with Progress(*columns, console=console, transient=False) as progress:

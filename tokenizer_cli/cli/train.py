@@ -13,6 +13,7 @@ import torch
 import typer
 
 from .. import data as data_io
+from .. import distributed
 from ..cards import model_card
 from ..config import QuantizerConfig, TokenizerConfig, to_dict
 from ..evaluate import reconstruction_metrics
@@ -85,9 +86,14 @@ def tokenizer(
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
 ) -> None:
-    """Train an autoencoder with a VQ, FSQ or MVQ bottleneck and write a model folder."""
-    dev = pick_device(device)
-    _check_out(out, resume, overwrite)
+    """Train an autoencoder with a VQ, FSQ or MVQ bottleneck and write a model folder.
+
+    Runs data-parallel under `torchrun --nproc_per_node N -m tokenizer_cli train tokenizer ...`.
+    """
+    dev = distributed.setup(pick_device(device))
+    if distributed.is_main():
+        _check_out(out, resume, overwrite)
+    distributed.barrier()
     if precision not in ("fp32", "bf16"):
         fail("--precision must be fp32 or bf16")
     torch.manual_seed(seed)  # before building, so the seed fixes the init
@@ -102,17 +108,26 @@ def tokenizer(
     images = load_training_images(data, "train", image_size, channels)
     tcfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                        precision=precision)
-    console.print(f"training {quantizer} tokenizer: T={tokens}, vocabulary {model.vocab_size}, "
-                  f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(images):,} images, {dev}")
+    if distributed.is_main():
+        console.print(f"training {quantizer} tokenizer: T={tokens}, vocabulary {model.vocab_size}, "
+                      f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(images):,} images, "
+                      f"{dev} x {distributed.world_size()}")
     run_dir = out / "checkpoints"
     with progress_bar("train tokenizer", steps) as bar:
-        result = train_tokenizer(model, images, tcfg, run_dir, dev, resume=resume,
-                                 on_step=lambda step, s: bar.advance(mse=s["mse"], usage=s["usage"]))
+        try:
+            result = train_tokenizer(model, images, tcfg, run_dir, dev, resume=resume,
+                                     on_step=lambda step, s: bar.advance(mse=s["mse"], usage=s["usage"]))
+        except ValueError as err:
+            fail(str(err))
+    if not distributed.is_main():
+        distributed.cleanup()
+        return
     metrics = _evaluate(model, data, image_size, channels, dev)
     extra = {
         "training": {"command": "mvq " + shlex.join(sys.argv[1:]) if sys.argv else "", "data": data,
                      **to_dict(tcfg), "seconds": round(result["seconds"], 1), "device": str(dev),
-                     "resumed_from": result["resumed_from"]},
+                     "resumed_from": result["resumed_from"], "processes": distributed.world_size(),
+                     "loss_history": result["history"]},
         "metrics": metrics,
     }
     save_pipeline(out, model.cpu(), extra=extra)
@@ -121,6 +136,7 @@ def tokenizer(
     shutil.rmtree(run_dir, ignore_errors=True)
     console.print(f"wrote {out}: test MSE {metrics['mse']:.4f}, PSNR {metrics['psnr']:.2f} dB, "
                   f"{metrics['tokens_used']}/{model.vocab_size} tokens used")
+    distributed.cleanup()
 
 
 def _evaluate(model: Tokenizer, data: str, image_size: int, channels: int, dev: torch.device) -> dict:

@@ -25,6 +25,11 @@ def _positive_int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1
 
 
+def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits (B, t, vocab) against tokens (B, t), in float32."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
@@ -139,8 +144,7 @@ class Prior(nn.Module):
         return self._run(ids, labels)
 
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self(tokens, labels)  # (B, t, vocab)
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+        return next_token_loss(self(tokens, labels), tokens)
 
     def _new_cache(self, batch: int, dtype: torch.dtype) -> KVCache:
         shape = (batch, self.cfg.n_head, self.cfg.tokens, self.cfg.n_embd // self.cfg.n_head)  # (B, nh, T, hs)
