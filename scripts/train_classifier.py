@@ -2,7 +2,7 @@
 
 Usage: python scripts/train_classifier.py [--out weights/fd-fmnist-classifier] [--epochs 6] [--threads 1]
 Needs: apt-get install dataset-fashion-mnist. About 8 minutes on one CPU thread.
-Light augmentation (random shifts of up to 2 px, horizontal flips), AdamW with a one-cycle schedule.
+Light augmentation (random shifts of up to 2 px; flips with --flip), AdamW with a one-cycle schedule.
 Writes classifier.json with the measured test accuracy and the FD of real train vs real test images
 (10,000 each: the floor any generated set is compared against), classifier.safetensors and README.md.
 """
@@ -27,8 +27,8 @@ from tokenizer_cli.train import images_to_tensor
 REFERENCE_IMAGES = 10_000  # train images in the real-vs-real FD (the test split has 10,000)
 
 
-def augment(x: torch.Tensor, g: torch.Generator, shift: int = 2) -> torch.Tensor:
-    """Random shifts of up to `shift` px (the border filled with black, -1) and horizontal flips; (B, 1, H, W)."""
+def augment(x: torch.Tensor, g: torch.Generator, shift: int = 2, flip: bool = False) -> torch.Tensor:
+    """Random shifts of up to `shift` px (the border filled with black, -1), optionally horizontal flips; (B, 1, H, W)."""
     b, _, h, w = x.shape
     padded = F.pad(x, (shift,) * 4, value=-1.0)  # (B, 1, H+2s, W+2s)
     dy = torch.randint(0, 2 * shift + 1, (b,), generator=g)
@@ -36,8 +36,10 @@ def augment(x: torch.Tensor, g: torch.Generator, shift: int = 2) -> torch.Tensor
     rows = (dy[:, None] + torch.arange(h))[:, :, None]  # (B, H, 1)
     cols = (dx[:, None] + torch.arange(w))[:, None, :]  # (B, 1, W)
     out = padded[torch.arange(b)[:, None, None], 0, rows, cols][:, None]  # (B, 1, H, W)
-    flip = torch.rand(b, generator=g) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+    if not flip:
+        return out
+    flipped = torch.rand(b, generator=g) < 0.5
+    return torch.where(flipped[:, None, None, None], out.flip(-1), out)
 
 
 @torch.inference_mode()
@@ -85,6 +87,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--width", type=int, default=32)
+    p.add_argument("--shift", type=int, default=2, help="random shifts of up to this many pixels")
+    p.add_argument("--flip", action="store_true", help="also random horizontal flips (test images are never flipped)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: leave the other cores alone)")
     a = p.parse_args()
@@ -94,7 +98,7 @@ def main() -> None:
 
     train_x, train_y = load_fashion_mnist(split="train")
     test_x, test_y = load_fashion_mnist(split="test")
-    net = Classifier(ClassifierConfig(width=a.width))
+    net = Classifier(ClassifierConfig(width=a.width)).to(memory_format=torch.channels_last)
     steps_per_epoch = len(train_x) // a.batch_size  # the last partial batch is dropped
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.epochs * steps_per_epoch)
@@ -106,7 +110,8 @@ def main() -> None:
         total = 0.0
         for i in range(steps_per_epoch):
             idx = order[i * a.batch_size : (i + 1) * a.batch_size]
-            x = augment(images_to_tensor(train_x[idx.numpy()]), g)
+            x = augment(images_to_tensor(train_x[idx.numpy()]), g, a.shift, a.flip)
+            x = x.contiguous(memory_format=torch.channels_last)  # ~15% faster convolutions on CPU
             loss = F.cross_entropy(net(x), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -127,7 +132,8 @@ def main() -> None:
         "features": net.feature_size,
         "training": {
             "command": "python " + shlex.join(sys.argv),
-            "data": "Fashion-MNIST train (60,000 images), shifts of up to 2 px and horizontal flips",
+            "data": f"Fashion-MNIST train (60,000 images), shifts of up to {a.shift} px"
+                    + (" and horizontal flips" if a.flip else ""),
             "epochs": a.epochs, "batch_size": a.batch_size, "optimizer": "AdamW, one-cycle", "lr": a.lr,
             "weight_decay": a.weight_decay, "seed": a.seed, "threads": a.threads, "seconds": round(seconds, 1),
         },

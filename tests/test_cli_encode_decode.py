@@ -166,3 +166,31 @@ def test_cuda_without_gpu_is_a_clear_error(runner, model_dir, image_dir, tmp_pat
         pytest.skip("a GPU is present")
     res = run(runner, "encode", image_dir, tmp_path / "t.npy", "--model", model_dir, "--device", "cuda")
     assert res.exit_code == 1 and "CUDA" in res.stderr
+
+
+def test_killed_encode_leaves_no_output(model_dir, tmp_path):
+    """SIGKILL in the middle of `mvq encode` leaves no tokens file, no manifest and no temp file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3000):
+        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(folder / f"{i:05d}.png")
+    out = tmp_path / "out" / "tokens.npy"
+    args = [sys.executable, "-m", "tokenizer_cli", "encode", str(folder), str(out), "--model", str(model_dir),
+            "--device", "cpu", "--batch-size", "16"]
+    proc = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
+    line = ""
+    while "encode" not in line and proc.poll() is None:  # wait until encoding has started
+        line = proc.stderr.readline()
+    time.sleep(0.5)
+    assert proc.poll() is None, "encode finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    leftovers = list(out.parent.iterdir()) if out.parent.exists() else []
+    assert leftovers == []

@@ -41,10 +41,11 @@ def conv_bn(cin: int, cout: int) -> nn.Sequential:
 
 
 class Classifier(nn.Module):
-    """conv w -> pool -> conv 2w -> pool -> conv 4w -> conv 4w -> global mean -> linear 4w (features) -> logits.
+    """conv w -> pool -> conv 2w -> pool -> conv 4w -> conv 4w -> 3x3 mean pool -> linear 4w (features) -> logits.
 
-    Pooling right after the first conv makes it ~3x cheaper than pooling after the second, so a
-    single CPU thread trains it to >92% Fashion-MNIST test accuracy in minutes.
+    Pooling right after the first conv makes it ~3x cheaper than pooling after the second, so a single
+    CPU thread trains it in minutes; the 3x3 pool keeps the coarse layout (sleeves, soles) that a global
+    mean would lose.
     """
 
     def __init__(self, cfg: ClassifierConfig):
@@ -55,8 +56,9 @@ class Classifier(nn.Module):
             conv_bn(cfg.channels, w), nn.MaxPool2d(2),  # (B, w, H/2, W/2)
             conv_bn(w, 2 * w), nn.MaxPool2d(2),  # (B, 2w, H/4, W/4)
             conv_bn(2 * w, 4 * w), conv_bn(4 * w, 4 * w),  # (B, 4w, H/4, W/4)
+            nn.AdaptiveAvgPool2d(3), nn.Flatten(),  # (B, 4w * 9)
         )
-        self.embed = nn.Linear(4 * w, 4 * w)
+        self.embed = nn.Linear(4 * w * 9, 4 * w)
         self.head = nn.Linear(4 * w, cfg.num_classes)
 
     @property
@@ -65,8 +67,7 @@ class Classifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [-1, 1] -> (B, F) penultimate activations (after ReLU), the FD feature space."""
-        h = self.body(x).mean(dim=(2, 3))  # (B, 4w)
-        return F.relu(self.embed(h))  # (B, F)
+        return F.relu(self.embed(self.body(x)))  # (B, F)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # (B, num_classes)
