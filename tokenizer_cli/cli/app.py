@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import benchmark, decode, encode, models, push, sample, train
+from . import benchmark, decode, encode, explore, models, push, sample, train
 from .common import cli_command, console
 from .eval import eval_cmd
 
@@ -21,6 +21,7 @@ app.command("encode", no_args_is_help=True)(cli_command(encode.encode))
 app.command("decode", no_args_is_help=True)(cli_command(decode.decode))
 app.command("sample")(cli_command(sample.sample))
 app.command("benchmark")(cli_command(benchmark.benchmark))
+app.command("explore")(cli_command(explore.explore))
 app.command("models")(cli_command(models.models))
 app.command("eval")(cli_command(eval_cmd))
 app.command("push", no_args_is_help=True)(cli_command(push.push))

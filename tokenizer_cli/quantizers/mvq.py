@@ -69,11 +69,18 @@ class MVQ(nn.Module):
         self.register_buffer("usage", torch.ones(codebook_size))  # EMA hits per code vector
         self.register_buffer("initted", torch.tensor(False))
 
+    def expand(self, codes: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Hypotheses of code vectors (K, D) under masks (M, g) -> (K, M, D).
+
+        Masks may be fractional: a blend of two configurations interpolates between them.
+        """
+        mu, sigma = self.pre(codes).split([self.hidden, self.mask_bits], dim=-1)  # (K, H), (K, g)
+        spread = self.var(masks[None] * sigma[:, None])  # (K, M, H)
+        return codes[:, None] + self.out(mu[:, None] + spread)
+
     def hypotheses(self) -> torch.Tensor:
         """All K*M quantization points, (K, M, D); they depend only on parameters."""
-        mu, sigma = self.pre(self.codebook).split([self.hidden, self.mask_bits], dim=-1)  # (K, H), (K, g)
-        spread = self.var(self.masks[None] * sigma[:, None])  # (K, M, H)
-        return self.codebook[:, None] + self.out(mu[:, None] + spread)
+        return self.expand(self.codebook, self.masks)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         return F.embedding(indices, self.hypotheses().reshape(-1, self.dim))

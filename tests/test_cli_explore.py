@@ -1,0 +1,35 @@
+import numpy as np
+import torch
+from PIL import Image
+
+from tokenizer_cli.cli.app import app
+from tokenizer_cli.hub import load_pipeline
+
+
+def test_explore_grid_shows_every_mask(runner, model_dir, tmp_path):
+    out = tmp_path / "e.png"
+    res = runner.invoke(app, ["explore", "--model", str(model_dir), "--code", "1", "--out", str(out),
+                              "--blend", "0,2", "--steps", "4", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    grid = np.asarray(Image.open(out))
+    cols, rows = 4, 3  # max(M=3 masks, 4 blend steps) columns; T=2 positions + 1 blend row
+    assert grid.shape[:2] == (rows * 28 + (rows + 1) * 2, cols * 28 + (cols + 1) * 2)
+    # column m of row 0 is the decoding of token k*M+m at position 0 (token 0 elsewhere)
+    pipe = load_pipeline(str(model_dir))
+    expect = pipe.tokenizer.decode(torch.tensor([[1 * 3 + 2, 0]]))[0, 0]
+    tile = grid[2 : 2 + 28, 2 + 2 * 30 : 2 + 2 * 30 + 28].astype(float) / 127.5 - 1
+    assert np.abs(tile - expect.numpy()).max() < 0.02
+
+
+def test_explore_rejects_non_mvq_and_bad_codes(runner, tmp_path):
+    from conftest import tiny_tokenizer
+    from tokenizer_cli.hub import save_pipeline
+
+    save_pipeline(tmp_path / "vq", tiny_tokenizer("vq"))
+    res = runner.invoke(app, ["explore", "--model", str(tmp_path / "vq"), "--out", str(tmp_path / "e.png")])
+    assert res.exit_code == 1 and "not an MVQ model" in res.stderr
+    save_pipeline(tmp_path / "mvq", tiny_tokenizer("mvq"))
+    res = runner.invoke(app, ["explore", "--model", str(tmp_path / "mvq"), "--code", "9", "--out", str(tmp_path / "e.png")])
+    assert res.exit_code == 1 and "--code" in res.stderr
+    res = runner.invoke(app, ["explore", "--model", str(tmp_path / "mvq"), "--blend", "0,7", "--out", str(tmp_path / "e.png")])
+    assert res.exit_code == 1 and "--blend" in res.stderr
