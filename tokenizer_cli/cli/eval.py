@@ -108,7 +108,8 @@ def eval_cmd(
             generated = extract_features(net, itertools.chain([first], batches), batch_size, dev, on_batch=bar.advance)
         generation_fd = features_fd(real, generated)
     else:
-        console.print("note: the model has no prior, so there is no generation FD (train one with `mvq train prior`)")
+        console.print("note: the model has no prior, so there is no generation FD (train one with `mvq train prior`)",
+                      soft_wrap=True)
     fd_floor = reference_fd(net, net_info, real if data == FASHION and limit is None else None, batch_size, dev)
 
     result = {
@@ -135,7 +136,7 @@ def eval_cmd(
     writable = Path(model).expanduser().is_dir() or pipe.folder.resolve().is_relative_to(shipped_root().resolve())
     if not no_write and not writable:
         console.print(f"note: {model} is a Hub cache snapshot, so the results are not written into it "
-                      "(use --json, or download it to a folder)")
+                      "(use --json, or download it to a folder)", soft_wrap=True)
     if json_out is not None:
         report = {"model": model, "folder": str(pipe.folder), **result,
                   "written_to": str(pipe.folder / "config.json") if writable and not no_write else None}
