@@ -28,7 +28,7 @@ REFERENCE_IMAGES = 10_000  # train images in the real-vs-real FD (the test split
 
 
 def augment(x: torch.Tensor, g: torch.Generator, shift: int = 2, flip: bool = False) -> torch.Tensor:
-    """Random shifts of up to `shift` px (the border filled with black, -1), optionally horizontal flips; (B, 1, H, W)."""
+    """(B, 1, H, W): random shifts of up to `shift` px (the border filled with black, -1), optionally flips."""
     b, _, h, w = x.shape
     padded = F.pad(x, (shift,) * 4, value=-1.0)  # (B, 1, H+2s, W+2s)
     dy = torch.randint(0, 2 * shift + 1, (b,), generator=g)

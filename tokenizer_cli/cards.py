@@ -34,11 +34,13 @@ def model_card(cfg: dict, name: str = "") -> str:
         "",
         "Load it with `mvq encode --model <this folder or repo id> images/ tokens.npy`.",
     ]
-    for section, title in (("metrics", "Tokenizer metrics"), ("prior_metrics", "Prior metrics")):
+    for section, title in (("metrics", "Tokenizer metrics"), ("eval", "Evaluation (`mvq eval`)")):
         if cfg.get(section):
             data = cfg[section]
             lines += ["", f"## {title}", "", f"Measured on {data.get('eval_data', 'held-out data')}:", ""]
-            lines += _table({k: v for k, v in data.items() if k != "eval_data"})
+            lines += _table({k: v for k, v in data.items() if k not in ("eval_data", "command")})
+            if data.get("command"):
+                lines += ["", "```", data["command"], "```"]
     for key, title in (("training", "Tokenizer training"), ("prior_training", "Prior training")):
         if cfg.get(key):
             info = cfg[key]

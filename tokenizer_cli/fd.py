@@ -67,7 +67,8 @@ def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
     return torch.outer(g, g)  # (size, size), sums to 1
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> torch.Tensor:
+def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
+         data_range: float = 1.0) -> torch.Tensor:
     """Mean SSIM per image, (B,), of images (B, C, H, W) in [0, data_range]; channels are averaged.
 
     Statistics over valid window positions only (no padding), as in the reference implementation;

@@ -153,7 +153,8 @@ def _write_into_model(folder: Path, result: dict) -> None:
         cfg = read_config(folder)
         cfg["eval"] = result
         data_io.atomic_write(folder / "config.json", lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
-        data_io.atomic_write(folder / "README.md", lambda p: Path(p).write_text(model_card(read_config(folder), folder.name)))
+        card = model_card(read_config(folder), folder.name)
+        data_io.atomic_write(folder / "README.md", lambda p: Path(p).write_text(card))
     except OSError as err:
         fail(f"could not write the results into {folder} ({err.strerror or err}); the table above is complete, "
              "pass --no-write to skip this step")

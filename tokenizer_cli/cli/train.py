@@ -225,7 +225,8 @@ def prior(
                              on_step=lambda step, s: bar.advance(loss=s["loss"]))
     extra = {"prior_training": {"command": "mvq " + shlex.join(sys.argv[1:]), "data": source, **to_dict(tcfg),
                                 "seconds": round(result["seconds"], 1), "final_loss": round(result["loss"], 4),
-                                "device": str(dev)}}
+                                "device": str(dev)},
+             "eval": None}  # generation FD of an older prior no longer holds
     save_pipeline(model, tok.cpu(), net.cpu(), extra=extra)
     (model / "README.md").write_text(model_card(read_config(model), model.name))
     shutil.rmtree(run_dir, ignore_errors=True)
