@@ -74,7 +74,7 @@ class Bar:
 
     def __init__(self, progress: Progress, task):
         self.progress, self.task = progress, task
-        self._logged = 0.0
+        self._logged = progress.tasks[0].completed if progress.tasks else 0.0
 
     def advance(self, n: int = 1, **fields) -> None:
         stats = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())

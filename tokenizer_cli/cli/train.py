@@ -15,6 +15,7 @@ import typer
 from .. import data as data_io
 from .. import distributed
 from ..cards import model_card
+from ..checkpoint import latest_checkpoint
 from ..config import QuantizerConfig, TokenizerConfig, to_dict
 from ..evaluate import reconstruction_metrics
 from ..hub import read_config, save_pipeline
@@ -51,6 +52,12 @@ def load_training_images(source: str, split: str, size: int, channels: int) -> n
             out[i] = np.round((arr.transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
             bar.advance()
     return out[..., 0] if channels == 1 else out
+
+
+def _resume_step(run_dir: Path, resume: bool) -> int:
+    """Where a resumed run will start, so the progress bar starts there too."""
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    return int(ckpt.name.split("-")[1]) if ckpt else 0
 
 
 def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
@@ -113,7 +120,7 @@ def tokenizer(
                       f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(images):,} images, "
                       f"{dev} x {distributed.world_size()}")
     run_dir = out / "checkpoints"
-    with progress_bar("train tokenizer", steps) as bar:
+    with progress_bar("train tokenizer", steps, _resume_step(run_dir, resume)) as bar:
         try:
             result = train_tokenizer(model, images, tcfg, run_dir, dev, resume=resume,
                                      on_step=lambda step, s: bar.advance(mse=s["mse"], usage=s["usage"]))
@@ -220,7 +227,7 @@ def prior(
     console.print(f"training prior: {net.num_parameters():,} parameters over {len(ids):,} sequences of "
                   f"{pcfg.tokens} tokens (vocabulary {pcfg.vocab_size}), {dev}")
     run_dir = model / "checkpoints-prior"
-    with progress_bar("train prior", steps) as bar:
+    with progress_bar("train prior", steps, _resume_step(run_dir, resume)) as bar:
         result = train_prior(net, ids, labels, tcfg, run_dir, dev, resume=resume,
                              on_step=lambda step, s: bar.advance(loss=s["loss"]))
     extra = {"prior_training": {"command": "mvq " + shlex.join(sys.argv[1:]), "data": source, **to_dict(tcfg),
