@@ -16,12 +16,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .data import atomic_write
-from .hub import BadCheckpoint, ModelNotFound, shipped_root
+from .hub import BadCheckpoint, ModelNotFound, load_weights, shipped_root
 
 DEFAULT_FEATURE_NET = "fd-fmnist-classifier"
 CONFIG_FILE = "classifier.json"
@@ -120,16 +119,6 @@ def load_feature_net(name_or_folder: str | Path, device: torch.device | str = "c
         net = Classifier(ClassifierConfig(**info["config"]))
     except TypeError as err:
         raise BadCheckpoint(f"{folder / CONFIG_FILE}: bad classifier config ({err})")
-    try:
-        state = load_file(folder / WEIGHTS_FILE)
-    except FileNotFoundError:
-        raise BadCheckpoint(f"{folder / WEIGHTS_FILE}: missing")
-    except (SafetensorError, OSError, ValueError) as err:
-        raise BadCheckpoint(f"{folder / WEIGHTS_FILE}: not a readable safetensors file ({err})")
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise BadCheckpoint(f"{folder / WEIGHTS_FILE}: weights do not match {CONFIG_FILE} "
-                            f"({str(err).splitlines()[0]})")
+    load_weights(net, folder / WEIGHTS_FILE, CONFIG_FILE)
     info["folder"] = str(folder)
     return net.to(device).eval(), info

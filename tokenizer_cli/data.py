@@ -300,6 +300,18 @@ def load_source(src: ImageSource, size: int, channels: int) -> np.ndarray:
     return _to_array(Image.fromarray(rows[src.index], "L"), size, channels)
 
 
+def load_uint8(sources: Sequence[ImageSource], size: int, channels: int,
+               on_image: Callable[[], None] | None = None) -> np.ndarray:
+    """Decode sources into one uint8 array: (N, H, W) grey or (N, H, W, 3) colour."""
+    out = np.empty((len(sources), size, size, channels), dtype=np.uint8)
+    for i, src in enumerate(sources):
+        arr = load_source(src, size, channels)  # (C, H, W) in [-1, 1]
+        out[i] = np.round((arr.transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        if on_image is not None:
+            on_image()
+    return out[..., 0] if channels == 1 else out
+
+
 class SourceDataset(torch.utils.data.Dataset):
     """Map-style dataset over sources; yields (index, array or None, error or None) so a bad file never kills a worker."""
 

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import PriorConfig, TokenizerConfig, config_hash, to_dict, tokenizer_config_from_dict
+from .config import PriorConfig, config_hash, to_dict, tokenizer_config_from_dict
 from .models import Tokenizer
 
 FORMAT_VERSION = 1
@@ -103,7 +103,8 @@ def read_config(folder: Path) -> dict:
     return cfg
 
 
-def _load_weights(module: torch.nn.Module, file: Path) -> None:
+def load_weights(module: torch.nn.Module, file: Path, config_name: str = "config.json") -> None:
+    """Strict safetensors load; every failure becomes one BadCheckpoint line naming the file."""
     try:
         state = load_file(file)
     except FileNotFoundError:
@@ -113,7 +114,7 @@ def _load_weights(module: torch.nn.Module, file: Path) -> None:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise BadCheckpoint(f"{file}: weights do not match config.json ({str(err).splitlines()[0]})")
+        raise BadCheckpoint(f"{file}: weights do not match {config_name} ({str(err).splitlines()[0]})")
 
 
 def load_pipeline(name: str, device: torch.device | str = "cpu", need_prior: bool = False) -> Pipeline:
@@ -124,13 +125,13 @@ def load_pipeline(name: str, device: torch.device | str = "cpu", need_prior: boo
     except (TypeError, ValueError) as err:
         raise BadCheckpoint(f"{folder}/config.json: bad tokenizer config ({err})")
     tokenizer = Tokenizer(tok_cfg)
-    _load_weights(tokenizer, folder / "tokenizer.safetensors")
+    load_weights(tokenizer, folder / "tokenizer.safetensors")
     prior = None
     if cfg.get("prior"):
         from .models.prior import Prior
 
         prior = Prior(PriorConfig(**cfg["prior"]))
-        _load_weights(prior, folder / "prior.safetensors")
+        load_weights(prior, folder / "prior.safetensors")
     elif need_prior:
         raise BadCheckpoint(f"model {name!r} has no prior (train one with `mvq train prior`)")
     tokenizer.to(device).eval()

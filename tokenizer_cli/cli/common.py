@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..hub import DEFAULT_MODEL
+from ..hub import DEFAULT_MODEL  # noqa: F401  (re-exported: the default of every --model)
 
 console = Console(stderr=True)  # messages and progress on stderr, so stdout stays parseable
 

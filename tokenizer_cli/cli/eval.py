@@ -43,13 +43,9 @@ def load_eval_images(source: str, size: int, channels: int, limit: int | None) -
         images = data_io.load_fashion_mnist(split="test")[0][:limit]
         return images, f"{FASHION} test ({len(images):,} images)"
     sources = list(itertools.islice(data_io.iter_sources([source]), limit))
-    out = np.empty((len(sources), size, size, channels), dtype=np.uint8)
     with progress_bar(f"loading {source}", len(sources)) as bar:
-        for i, src in enumerate(sources):
-            arr = data_io.load_source(src, size, channels)  # (C, H, W) in [-1, 1]
-            out[i] = np.round((arr.transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
-            bar.advance()
-    return (out[..., 0] if channels == 1 else out), f"{source} ({len(sources):,} images)"
+        images = data_io.load_uint8(sources, size, channels, bar.advance)
+    return images, f"{source} ({len(sources):,} images)"
 
 
 def weights_digest(folder: Path) -> str:

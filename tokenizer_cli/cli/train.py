@@ -45,13 +45,8 @@ def load_training_images(source: str, split: str, size: int, channels: int) -> n
     sources = list(data_io.iter_sources([source]))
     if not sources:
         fail(f"no images found in {source}")
-    out = np.empty((len(sources), size, size, channels), dtype=np.uint8)
     with progress_bar(f"loading {source}", len(sources)) as bar:
-        for i, src in enumerate(sources):
-            arr = data_io.load_source(src, size, channels)  # (C, H, W) in [-1, 1]
-            out[i] = np.round((arr.transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
-            bar.advance()
-    return out[..., 0] if channels == 1 else out
+        return data_io.load_uint8(sources, size, channels, bar.advance)
 
 
 def _resume_step(run_dir: Path, resume: bool) -> int:
