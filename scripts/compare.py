@@ -431,6 +431,11 @@ def write_markdown(path: Path, rows: list[dict], specs: list[Spec], settings: di
                  f"{settings['eval_data']} (FD in the features of `{settings['feature_net'] or 'fd-fmnist-classifier'}`); "
                  f"sampling time on {settings.get('bench_device') or '-'} "
                  f"({settings.get('bench_threads') or '-'} threads). Made by `{settings['command']}`.")
+    if settings["data"] != FASHION and not settings["feature_net"]:
+        lines += ["", "Note: FD is measured with the default feature net, a Fashion-MNIST classifier (images turned to "
+                  "grey 28x28); its FD values compare the models with each other but are not a calibrated distance "
+                  "for this data, and the 'floor' that `mvq eval` prints is Fashion-MNIST's. Pass --feature-net for a "
+                  "classifier trained on this data."]
     lines += ["", "## All runs (mean ± std over seeds)", "",
               "| run | quantizer | T | vocabulary | seeds | test MSE | PSNR dB | SSIM | recon FD | gen FD | tokens used "
               "| ms/img b=64 | ms/img b=1 |",
@@ -451,9 +456,10 @@ def write_markdown(path: Path, rows: list[dict], specs: list[Spec], settings: di
                   "| T | MVQ | baseline | vocab MVQ / baseline | gen FD MVQ | gen FD baseline | gen FD change "
                   "| recon FD MVQ | recon FD baseline | recon FD change | MSE change |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for ax, m, b in comparisons(specs):
-            if ax != axis or m.name not in groups or b.name not in groups:
-                continue
+        pairs = [(m, b) for ax, m, b in comparisons(specs) if ax == axis and m.name in groups and b.name in groups]
+        if not pairs:
+            lines.append("| (no pair with both runs complete yet) |  |  |  |  |  |  |  |  |  |  |")
+        for m, b in pairs:
             mr, br = groups[m.name], groups[b.name]
             lines.append(f"| {m.tokens} | {m.describe} | {b.describe} | {m.vocab} / {b.vocab} | "
                          f"{fmt([r['generation_fd'] for r in mr], '.3g')} | {fmt([r['generation_fd'] for r in br], '.3g')} | "
@@ -525,15 +531,15 @@ def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
-    ticks = []
-    for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1):
-        for k in (1, 2, 5):
-            v = k * 10.0**e
-            if lo <= v <= hi:
-                ticks.append(v)
-    if len(ticks) > 8:
-        ticks = [t for t in ticks if str(t).lstrip("0.").startswith("1")]
-    return ticks
+    """1-2-5 ticks of a log axis (only powers of ten when there are many; 1..9 or linear ones when few)."""
+    decades = range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+    for mults in ((1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [float(f"{k * 10.0**e:.12g}") for e in decades for k in mults if lo <= k * 10.0**e <= hi]
+        if len(ticks) > 8:
+            ticks = [t for t in ticks if f"{t:e}".startswith("1.")]
+        if len(ticks) >= 3:
+            return ticks
+    return [t for t in nice_ticks(lo, hi, 4) if t > 0]
 
 
 def tick_label(v: float) -> str:
@@ -563,7 +569,10 @@ def scatter_png(path: Path, points: list[dict], x_label: str, y_label: str, titl
     ys_lo = [p["y"] - (p.get("yerr") or 0) for p in pts]
     ys_hi = [p["y"] + (p.get("yerr") or 0) for p in pts]
     xlo, xhi = min(xs), max(xs)
-    pad = (xhi - xlo) * 0.08 or (0.3 if log_x else max(abs(xlo) * 0.1, 1.0))
+    if log_x and xhi - xlo < 0.5:  # at least half a decade, so close points do not sit on the frame
+        mid = (xlo + xhi) / 2
+        xlo, xhi = mid - 0.25, mid + 0.25
+    pad = (xhi - xlo) * 0.08 or max(abs(xlo) * 0.1, 1.0)
     xlo, xhi = xlo - pad, xhi + pad
     ylo, yhi = min(ys_lo), max(ys_hi)
     ypad = (yhi - ylo) * 0.08 or max(abs(ylo) * 0.1, 1.0)
@@ -627,7 +636,7 @@ def plot_points(rows: list[dict], specs: list[Spec], x_key: str) -> list[dict]:
             continue
         y, yerr = mean_std([r["generation_fd"] for r in rs])
         x = spec.tokens if x_key == "T" else mean_std([r[x_key] for r in rs])[0]
-        label = spec.short if x_key == "T" else f"T{spec.tokens} {spec.short}"
+        label = spec.short if x_key == "T" else f"T{spec.tokens}: {spec.short}"
         pts.append({"quantizer": spec.quantizer, "x": x, "y": y, "yerr": yerr, "label": label, "T": spec.tokens})
     return pts
 
@@ -749,4 +758,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to continue (finished stages are skipped, "
+              "trainings resume from their last checkpoint)", file=sys.stderr)
+        sys.exit(130)
