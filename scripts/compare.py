@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
 import json
 import math
 import os
@@ -47,6 +46,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tokenizer_cli.cli.eval import weights_digest  # the same hash `mvq eval` stores
 
 FASHION = "fashion-mnist"
 PRIOR_SIZE = ("--layers", "4", "--heads", "4", "--width", "128")  # the same for every model: timings compare
@@ -237,15 +238,6 @@ def read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def weights_digest(folder: Path) -> str:
-    """As `mvq eval` computes it (tokenizer_cli/cli/eval.py), so eval.json can be matched to the weights."""
-    h = hashlib.sha256()
-    for name in ("tokenizer.safetensors", "prior.safetensors"):
-        if (folder / name).is_file():
-            h.update((folder / name).read_bytes())
-    return h.hexdigest()[:16]
 
 
 def tokenizer_done(d: Path) -> bool:

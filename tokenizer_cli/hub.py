@@ -10,7 +10,6 @@ Nothing is ever unpickled.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import PriorConfig, config_hash, to_dict, tokenizer_config_from_dict
+from .data import atomic_write
 from .models import Tokenizer
 
 FORMAT_VERSION = 1
@@ -151,25 +151,15 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
     folder.mkdir(parents=True, exist_ok=True)
     old = read_config(folder) if (folder / "config.json").exists() else {}
     cfg = {**old, **(extra or {}), "mvq_format": FORMAT_VERSION, "tokenizer": to_dict(tokenizer.cfg)}
-    _atomic(folder / "tokenizer.safetensors", lambda p: save_file(_state(tokenizer), p))
+    atomic_write(folder / "tokenizer.safetensors", lambda p: save_file(_state(tokenizer), p))
     if prior is not None:
         cfg["prior"] = to_dict(prior.cfg)
-        _atomic(folder / "prior.safetensors", lambda p: save_file(_state(prior), p))
+        atomic_write(folder / "prior.safetensors", lambda p: save_file(_state(prior), p))
     cfg.setdefault("prior", None)
-    _atomic(folder / "config.json", lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
+    atomic_write(folder / "config.json", lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
     if card is not None:
-        _atomic(folder / "README.md", lambda p: Path(p).write_text(card))
+        atomic_write(folder / "README.md", lambda p: Path(p).write_text(card))
     return folder
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def push_folder(folder: Path, repo_id: str, private: bool = False, revision: str | None = None) -> str:
