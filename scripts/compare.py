@@ -4,6 +4,7 @@ Usage:
     python scripts/compare.py [--out runs/compare] [--steps 1500] [--prior-steps 3000] [--seeds 0 1 2]
                               [--only NAME_OR_GLOB ...] [--data fashion-mnist|FOLDER --image-size S --channels C]
                               [--eval-limit N] [--feature-net NAME] [--device auto] [--no-benchmark] [--dry-run]
+                              [--adopt weights/*]   # reuse finished models trained with exactly these settings
     python scripts/compare.py --list        # the run names of the grid
 
 The grid (names as in --only; one run per name and seed):
@@ -12,6 +13,8 @@ The grid (names as in --only; one run per name and seed):
   T in {2, 5}, larger codebooks: mvq-k16g4-tT (K=16, g=4: 240 tokens) vs vq-k16-tT (same K) and
                                  vq-k240-tT, fsq-8x6x5-tT (same vocabulary, 240)
   long-sequence VQ baselines:    vq-k16-t16 (1d) and vq-k16-grid49 (7x7 grid; 8x8 = 64 for 32/64 px images)
+  MVQ ablations (only when named in --only): mvq-k16g4-r05-tT / -r025-t2 (subset ratio 0.5 / 0.25; the
+                                 grid uses the default, 1.0), mvq-k16g2-t2 (3 masks), mvq-k48g2-t2 (g=2, vocabulary 144)
 Every tokenizer is trained with the same data, --steps, --batch-size 128, --base-channels 16 and seed
 (as scripts/train_shipped.sh does), every prior with the same size (4 layers, 4 heads, width 128) and
 --prior-steps (batch 256, or 128 / 64 for the long sequences, as scripts/train_shipped_priors.sh does).
@@ -48,6 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizer_cli.cli.eval import weights_digest  # the same hash `mvq eval` stores
+from tokenizer_cli.config import QuantizerConfig
+
+DEFAULT_SUBSET_RATIO = QuantizerConfig().subset_ratio
 
 FASHION = "fashion-mnist"
 PRIOR_SIZE = ("--layers", "4", "--heads", "4", "--width", "128")  # the same for every model: timings compare
@@ -68,7 +74,8 @@ class Spec:
     K: int | None = None  # code vectors (vq, mvq)
     g: int | None = None  # mask bits (mvq)
     levels: tuple[int, ...] | None = None  # fsq
-    group: str = ""  # small | large | long
+    group: str = ""  # small | large | long | ablation
+    subset_ratio: float | None = None  # mvq: --subset-ratio (None: the CLI default)
 
     @property
     def vocab(self) -> int:
@@ -83,13 +90,15 @@ class Spec:
         """A short label for plots: K16g4, K240, 8x6x5."""
         if self.quantizer == "fsq":
             return "x".join(map(str, self.levels))
-        return f"K{self.K}g{self.g}" if self.quantizer == "mvq" else f"K{self.K}"
+        r = "" if self.subset_ratio is None else f"r{self.subset_ratio:g}"
+        return f"K{self.K}g{self.g}{r}" if self.quantizer == "mvq" else f"K{self.K}"
 
     @property
     def describe(self) -> str:
         if self.quantizer == "fsq":
             return "FSQ " + "x".join(map(str, self.levels))
-        return f"MVQ K={self.K}, g={self.g}" if self.quantizer == "mvq" else f"VQ K={self.K}"
+        r = "" if self.subset_ratio is None else f", ratio {self.subset_ratio:g}"
+        return f"MVQ K={self.K}, g={self.g}{r}" if self.quantizer == "mvq" else f"VQ K={self.K}"
 
     def quantizer_args(self) -> list[str]:
         args = ["--quantizer", self.quantizer, "--tokens", str(self.tokens)]
@@ -101,6 +110,8 @@ class Spec:
             args += ["--codebook-size", str(self.K)]
         if self.quantizer == "mvq":
             args += ["--mask-bits", str(self.g)]
+        if self.subset_ratio is not None:
+            args += ["--subset-ratio", str(self.subset_ratio)]
         return args
 
 
@@ -129,6 +140,15 @@ def grid(image_size: int = 28) -> list[Spec]:
     specs += [Spec("vq-k16-t16", "vq", 16, K=16, group="long"),
               Spec(f"vq-k16-grid{gt}", "vq", gt, layout="grid", K=16, group="long")]
     return specs
+
+
+def ablations() -> list[Spec]:
+    """MVQ variants at K=16 (run only when named in --only): subset ratio 0.5 (the shipped models before 0.3 and
+    DESIGN's example) and 0.25, and fewer masks (g=2) at the same K and at a similar vocabulary."""
+    return [Spec(f"mvq-k16g4-r05-t{t}", "mvq", t, K=16, g=4, group="ablation", subset_ratio=0.5) for t in (2, 5)] + [
+        Spec("mvq-k16g4-r025-t2", "mvq", 2, K=16, g=4, group="ablation", subset_ratio=0.25),
+        Spec("mvq-k16g2-t2", "mvq", 2, K=16, g=2, group="ablation"),
+        Spec("mvq-k48g2-t2", "mvq", 2, K=48, g=2, group="ablation")]
 
 
 def comparisons(specs: list[Spec]) -> list[tuple[str, Spec, Spec]]:
@@ -260,9 +280,9 @@ def eval_done(st: Settings, d: Path) -> bool:
     return limited and ev.get("images", 0) <= st.eval_limit
 
 
-def mismatches(st: Settings, spec: Spec, seed: int) -> list[str]:
-    """How a completed run's recorded settings differ from what this invocation asks for."""
-    d = run_dir(st, spec, seed)
+def mismatches(st: Settings, spec: Spec, seed: int, d: Path | None = None) -> list[str]:
+    """How a completed run's recorded settings (in run_dir, or folder d) differ from what this invocation asks for."""
+    d = run_dir(st, spec, seed) if d is None else d
     cfg = read_json(d / "config.json") or {}
     bad = []
 
@@ -289,6 +309,8 @@ def mismatches(st: Settings, spec: Spec, seed: int) -> list[str]:
             want("codebook size", q.get("codebook_size"), spec.K)
         if spec.quantizer == "mvq":
             want("mask bits", q.get("mask_bits"), spec.g)
+            want("subset ratio", q.get("subset_ratio"),
+                 spec.subset_ratio if spec.subset_ratio is not None else DEFAULT_SUBSET_RATIO)
     if prior_done(d):
         pt, pr = cfg.get("prior_training") or {}, cfg.get("prior") or {}
         want("prior steps", pt.get("steps"), st.prior_steps)
@@ -297,6 +319,40 @@ def mismatches(st: Settings, spec: Spec, seed: int) -> list[str]:
         for key, value in PRIOR_DEFAULTS.items():
             want(f"prior {key}", pr.get(key), value)
     return bad
+
+
+def adopt(st: Settings, runs: list[tuple[Spec, int]], folders: list[Path], dry: bool) -> None:
+    """Copy finished model folders (e.g. the shipped weights/) into the runs they are, setting for setting.
+
+    A folder is adopted for a run when its tokenizer and prior were trained with exactly this invocation's
+    settings (the same check that refuses a stale run) and the run has no tokenizer of its own yet. Its
+    card's `eval` section becomes eval.json when it was measured on these weights with the same limit.
+    """
+    for src in folders:
+        if not (tokenizer_done(src) and prior_done(src)):
+            print(f"# --adopt {src}: no finished tokenizer and prior there, ignored")
+            continue
+        match = [(spec, seed) for spec, seed in runs if not mismatches(st, spec, seed, src)]
+        if not match:
+            print(f"# --adopt {src}: trained with other settings than every selected run, ignored")
+            continue
+        spec, seed = match[0]
+        d = run_dir(st, spec, seed)
+        if tokenizer_done(d):
+            print(f"# --adopt {src}: {spec.name}-s{seed} has its own tokenizer, ignored")
+            continue
+        print(f"# {spec.name}-s{seed}: adopted from {src}")
+        if dry:
+            continue
+        d.mkdir(parents=True, exist_ok=True)
+        for name in ("tokenizer.safetensors", "prior.safetensors", "config.json", "README.md"):
+            if (src / name).is_file():
+                shutil.copy2(src / name, d / name)
+        ev = (read_json(d / "config.json") or {}).get("eval")
+        if ev:
+            (d / "eval.json").write_text(json.dumps(ev, indent=1) + "\n")
+            if not eval_done(st, d):  # other weights or another --limit: measure again
+                (d / "eval.json").unlink()
 
 
 # ---------------------------------------------------------------- running
@@ -670,6 +726,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", help="--device of every mvq command")
     ap.add_argument("--bench-repeats", type=int, default=5, help="--repeats of `mvq benchmark`")
     ap.add_argument("--no-benchmark", action="store_true", help="do not time sampling")
+    ap.add_argument("--adopt", type=Path, nargs="+", default=[], metavar="FOLDER",
+                    help="finished model folders (e.g. weights/*) to copy into the runs whose settings they match")
     ap.add_argument("--dry-run", action="store_true", help="print the commands (and what would be skipped), run nothing")
     ap.add_argument("--list", action="store_true", help="print the run names of the grid and exit")
     args = ap.parse_args(argv)
@@ -684,10 +742,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     specs = grid(args.image_size)
     if args.list:
-        for s in specs:
+        for s in specs + ablations():
             print(f"{s.name:18} {s.describe:18} T={s.tokens:<3} vocabulary {s.vocab}")
         return 0
     if args.only:
+        specs += ablations()
         unknown = [p for p in args.only if not any(fnmatch.fnmatchcase(s.name, p) for s in specs)]
         if unknown:
             print(f"error: --only {' '.join(unknown)} matches no run; the runs are: "
@@ -706,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
               *conflicts, sep="\n  ", file=sys.stderr)
         return 2
 
+    adopt(st, runs, args.adopt, args.dry_run)
     failed = []
     for spec, seed in runs:
         if not run_one(st, spec, seed, args.dry_run):

@@ -131,6 +131,38 @@ def test_dry_run_only_resume_skip_and_conflicts(compare, tmp_path):
     assert res.returncode == 2 and "matches no run" in res.stderr
 
 
+def finished_model(folder: Path, codebook_size: int, weights_digest) -> None:
+    """A model folder as `mvq train` + `mvq eval` leave it, trained with compare.py's default settings."""
+    folder.mkdir(parents=True)
+    (folder / "tokenizer.safetensors").write_bytes(b"tokenizer" + bytes([codebook_size]))
+    (folder / "prior.safetensors").write_bytes(b"prior")
+    cfg = {"training": {"steps": 1500, "batch_size": 128, "seed": 0, "data": "fashion-mnist"},
+           "metrics": {"mse": 0.05},
+           "tokenizer": {"tokens": 2, "layout": "1d", "base_channels": 16, "image_size": 28, "channels": 1,
+                         "quantizer": {"kind": "vq", "codebook_size": codebook_size}},
+           "prior": {"n_layer": 4, "n_head": 4, "n_embd": 128},
+           "prior_training": {"steps": 3000, "batch_size": 256, "seed": 0},
+           "eval": {"weights_sha256": weights_digest(folder), "generation_fd": 12.5, "recon_fd": 10.0, "mse": 0.05,
+                    "images": 10000, "command": "mvq eval --model m"}}
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def test_adopt_reuses_finished_models_trained_with_the_same_settings(compare, tmp_path):
+    finished_model(tmp_path / "shipped" / "vq-k60", 60, compare.weights_digest)
+    finished_model(tmp_path / "shipped" / "vq-k16", 16, compare.weights_digest)
+    out = tmp_path / "cmp"
+    res = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--only", "vq-k60-t2", "--no-benchmark",
+                          "--adopt", *map(str, sorted((tmp_path / "shipped").iterdir()))],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "vq-k60-t2-s0: adopted from" in res.stdout and "vq-k16: trained with other settings" in res.stdout
+    assert "train" not in [w for line in res.stdout.splitlines() if not line.startswith("#") for w in line.split()]
+    run = out / "runs" / "vq-k60-t2-s0"
+    assert (run / "tokenizer.safetensors").read_bytes() == b"tokenizer" + bytes([60])
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["name"], r["generation_fd"]) for r in rows] == [("vq-k60-t2", 12.5)]
+
+
 def test_grid_tokens_for_other_image_sizes(compare):
     assert [compare.grid_tokens(s) for s in (28, 32, 64)] == [49, 64, 64]
     assert compare.grid(64)[-1].name == "vq-k16-grid64"

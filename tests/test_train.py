@@ -87,6 +87,20 @@ def test_cli_train_tokenizer_on_an_image_folder(runner, tmp_path):
     assert res.exit_code == 1 and "--resume" in res.stderr
 
 
+def test_cli_train_measures_on_the_test_folder_beside_train(runner, tmp_path):
+    for split, n in (("train", 16), ("test", 6)):
+        (tmp_path / "set" / split).mkdir(parents=True)
+        for i, img in enumerate(blobs(n, 28)):
+            Image.fromarray(img).save(tmp_path / "set" / split / f"{i:03d}.png")
+    out = tmp_path / "model"
+    res = runner.invoke(app, ["train", "tokenizer", str(out), "--data", str(tmp_path / "set" / "train"),
+                              "--quantizer", "fsq", "--levels", "3,3", "--tokens", "2", "--base-channels", "4",
+                              "--steps", "2", "--batch-size", "8", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "config.json").read_text())["metrics"]
+    assert metrics["images"] == 6 and metrics["eval_data"].startswith(str(tmp_path / "set" / "test"))
+
+
 def test_cli_train_rejects_bad_options(runner, tmp_path):
     res = runner.invoke(app, ["train", "tokenizer", str(tmp_path / "m"), "--quantizer", "pq", "--device", "cpu"])
     assert res.exit_code == 1 and "quantizer kind" in res.stderr

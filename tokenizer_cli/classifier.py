@@ -101,6 +101,17 @@ def resolve_feature_net(name: str) -> Path:
                         f"({', '.join(names) or 'none shipped'}; scripts/train_classifier.py trains one)")
 
 
+def feature_net_for(image_size: int, channels: int) -> str:
+    """The shipped feature net made for images of this shape (the Fashion-MNIST one when none is)."""
+    root = shipped_root()
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if (folder / CONFIG_FILE).is_file():
+            cfg = read_feature_net_info(folder)["config"]
+            if (cfg.get("image_size"), cfg.get("channels")) == (image_size, channels):
+                return folder.name
+    return DEFAULT_FEATURE_NET
+
+
 def read_feature_net_info(folder: Path) -> dict:
     try:
         info = json.loads((folder / CONFIG_FILE).read_text())

@@ -25,7 +25,7 @@ class QuantizerConfig:
     mask_bits: int = 4  # mvq: g, length of a binary mask configuration
     num_masks: int = 0  # mvq: M masks kept (0 = all 2^g - 1)
     mask_hidden: int = 64  # mvq: width of the small pre/var/out MLPs
-    subset_ratio: float = 0.5  # mvq: fraction of masks sampled per latent in training (1.0 = all)
+    subset_ratio: float = 1.0  # mvq: fraction of masks sampled per latent in training (1.0 = all: measured best)
     beta: float = 0.25  # vq/mvq: commitment loss weight (VQ-VAE)
     decay: float = 0.99  # vq: EMA decay of the codebook
     dead_threshold: float = 0.03  # vq/mvq: restart a code whose EMA usage falls below this fraction of a fair share

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from .. import data as data_io
 from ..cards import model_card
-from ..classifier import DEFAULT_FEATURE_NET, load_feature_net
+from ..classifier import feature_net_for, load_feature_net
 from ..evaluate import reconstruction_metrics
 from ..fd import extract_features, features_fd, generated_images, reconstruction_quality
 from ..hub import load_pipeline, read_config, shipped_root
@@ -73,7 +73,7 @@ def eval_cmd(
     model: ModelOpt = DEFAULT_MODEL,
     data: Annotated[str, typer.Option("--data", help=f"'{FASHION}' (its 10,000 test images) or an image folder.")] = FASHION,
     limit: Annotated[int | None, typer.Option("--limit", min=2, help="Use only the first N images (quick runs).")] = None,
-    feature_net: Annotated[str, typer.Option("--feature-net", help="Classifier folder, or a shipped name, whose features FD uses.")] = DEFAULT_FEATURE_NET,
+    feature_net: Annotated[str, typer.Option("--feature-net", help="Classifier folder, or a shipped name, whose features FD uses ('auto': the shipped one made for the model's image shape).")] = "auto",
     json_out: JsonOpt = None,
     batch_size: BatchOpt = 500,
     seed: SeedOpt = 0,
@@ -83,9 +83,11 @@ def eval_cmd(
     """Measure a model: reconstruction FD, MSE, PSNR, SSIM, codebook use, and generation FD of its prior."""
     dev = pick_device(device)
     t0 = time.perf_counter()
-    net, net_info = load_feature_net(feature_net, dev)
     pipe = load_pipeline(model, dev)
     tok = pipe.tokenizer
+    if feature_net == "auto":
+        feature_net = feature_net_for(tok.cfg.image_size, tok.cfg.channels)
+    net, net_info = load_feature_net(feature_net, dev)
     images, description = load_eval_images(data, tok.cfg.image_size, tok.cfg.channels, limit)
     if len(images) < 2:
         fail(f"FD needs at least 2 images, {data} gave {len(images)}")

@@ -73,7 +73,7 @@ def tokenizer(
     dim: Annotated[int, typer.Option("--dim", min=1, help="Latent size D of one token (vq, mvq).")] = 16,
     codebook_size: Annotated[int, typer.Option("--codebook-size", "-k", min=1, help="Code vectors K (vq, mvq).")] = 16,
     mask_bits: Annotated[int, typer.Option("--mask-bits", "-g", min=1, max=10, help="MVQ mask length g (M = 2^g-1).")] = 4,
-    subset_ratio: Annotated[float, typer.Option("--subset-ratio", min=0.0, max=1.0, help="MVQ: masks sampled per latent in training.")] = 0.5,
+    subset_ratio: Annotated[float, typer.Option("--subset-ratio", min=0.0, max=1.0, help="MVQ: share of the masks each latent may use per training step (MH-Dropout; 1.0 = all, measured best).")] = 1.0,
     levels: Annotated[str, typer.Option("--levels", help="FSQ levels, comma separated.")] = "8,6,5",
     image_size: Annotated[int, typer.Option("--image-size", help="Image side (28, 32 or 64).")] = 28,
     channels: Annotated[int, typer.Option("--channels", help="1 (grey) or 3 (RGB).")] = 1,
@@ -124,7 +124,7 @@ def tokenizer(
     if not distributed.is_main():
         distributed.cleanup()
         return
-    metrics = _evaluate(model, data, image_size, channels, dev)
+    metrics = _evaluate(model, data, images, dev)
     extra = {
         "training": {"command": "mvq " + shlex.join(sys.argv[1:]) if sys.argv else "", "data": data,
                      **to_dict(tcfg), "seconds": round(result["seconds"], 1), "device": str(dev),
@@ -136,14 +136,22 @@ def tokenizer(
     cfg_all = read_config(out)
     (out / "README.md").write_text(model_card(cfg_all, out.name))
     shutil.rmtree(run_dir, ignore_errors=True)
-    console.print(f"wrote {out}: test MSE {metrics['mse']:.4f}, PSNR {metrics['psnr']:.2f} dB, "
+    console.print(f"wrote {out}: {metrics['eval_data'].rsplit(' (', 1)[0]} MSE {metrics['mse']:.4f}, PSNR {metrics['psnr']:.2f} dB, "
                   f"{metrics['tokens_used']}/{model.vocab_size} tokens used")
     distributed.cleanup()
 
 
-def _evaluate(model: Tokenizer, data: str, image_size: int, channels: int, dev: torch.device) -> dict:
-    split = "test" if data == FASHION else "train"
-    images = load_training_images(data, split, image_size, channels)
+def _evaluate(model: Tokenizer, data: str, train_images: np.ndarray, dev: torch.device) -> dict:
+    """Reconstruction metrics on the held-out split: Fashion-MNIST test, or the `test` folder beside a `train`
+    folder; on the training images themselves when there is none (and the card says so)."""
+    held_out = Path(data).parent / "test" if Path(data).name == "train" else None
+    if data == FASHION:
+        images, split = load_training_images(data, "test", 28, 1), "test"
+    elif held_out is not None and held_out.is_dir():
+        size, channels = train_images.shape[1], 1 if train_images.ndim == 3 else 3
+        data, images, split = str(held_out), load_training_images(str(held_out), "", size, channels), "test"
+    else:
+        images, split = train_images, "training images"
     with progress_bar("evaluate", len(images)) as bar:
         metrics = reconstruction_metrics(model, images, device=dev, on_batch=bar.advance)
     metrics["eval_data"] = f"{data} {split} ({len(images):,} images)"

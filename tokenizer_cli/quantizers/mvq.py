@@ -51,7 +51,7 @@ class MVQ(nn.Module):
         mask_bits: int = 4,
         num_masks: int = 0,
         hidden: int = 64,
-        subset_ratio: float = 0.5,
+        subset_ratio: float = 1.0,
         beta: float = 0.25,
         dead_threshold: float = 0.03,
     ):
