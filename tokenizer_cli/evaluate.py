@@ -14,8 +14,11 @@ from .train import images_to_tensor
 
 @torch.inference_mode()
 def reconstruction_metrics(tokenizer, images: np.ndarray, batch_size: int = 500, device: torch.device | str = "cpu",
-                           on_batch: Callable[[int], None] | None = None) -> dict:
-    """MSE on [-1, 1] pixels, PSNR on [0, 1] pixels, and the share of the vocabulary used."""
+                           on_batch: Callable[[int], None] | None = None,
+                           on_pair: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> dict:
+    """MSE on [-1, 1] pixels, PSNR on [0, 1] pixels, and the share of the vocabulary used.
+
+    `on_pair(images, reconstructions)` sees every batch, so other measures share this one pass."""
     tokenizer.eval().to(device)
     sq_err, count, all_ids = 0.0, 0, []
     for start in range(0, len(images), batch_size):
@@ -23,6 +26,8 @@ def reconstruction_metrics(tokenizer, images: np.ndarray, batch_size: int = 500,
         ids = tokenizer.encode(x)
         recon = tokenizer.decode(ids)
         sq_err += (recon.float() - x).pow(2).sum().item()
+        if on_pair is not None:
+            on_pair(x, recon)
         count += x.numel()
         all_ids.append(ids.cpu())
         if on_batch is not None:

@@ -137,23 +137,26 @@ def extract_features(net, images: Images, batch_size: int = 500, device: torch.d
     return np.concatenate(out)
 
 
-@torch.inference_mode()
-def reconstruction_quality(tokenizer, net, images: np.ndarray, batch_size: int = 500,
-                           device: torch.device | str = "cpu",
-                           on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """(features of the images (N, F), features of their reconstructions (N, F), mean SSIM image vs reconstruction)."""
-    tokenizer.eval().to(device)
-    net.eval().to(device)
-    real, recon, ssims = [], [], []
-    for x in _batches(images, batch_size):
-        x = x.to(device)
-        y = tokenizer.decode(tokenizer.encode(x)).float().clamp(-1.0, 1.0)  # (B, C, H, W)
-        ssims.append(ssim((x + 1) / 2, (y + 1) / 2).cpu())
-        real.append(extract_features(net, [x], device=device))
-        recon.append(extract_features(net, [y], device=device))
-        if on_batch is not None:
-            on_batch(len(x))
-    return np.concatenate(real), np.concatenate(recon), float(torch.cat(ssims).mean())
+class ReconstructionQuality:
+    """Called with each batch of images and their reconstructions (both (B, C, H, W) in [-1, 1]) during the one
+    reconstruction pass (`evaluate.reconstruction_metrics(on_pair=...)`); `result()` gives (features of the
+    images (N, F), features of the reconstructions (N, F), mean SSIM image vs reconstruction)."""
+
+    def __init__(self, net, device: torch.device | str = "cpu"):
+        self.net, self.device = net.eval().to(device), device
+        self.real: list[np.ndarray] = []
+        self.recon: list[np.ndarray] = []
+        self.ssims: list[torch.Tensor] = []
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        y = y.float().clamp(-1.0, 1.0)
+        self.ssims.append(ssim((x + 1) / 2, (y + 1) / 2).cpu())
+        self.real.append(extract_features(self.net, [x], device=self.device))
+        self.recon.append(extract_features(self.net, [y], device=self.device))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, float]:
+        return np.concatenate(self.real), np.concatenate(self.recon), float(torch.cat(self.ssims).mean())
 
 
 @torch.inference_mode()

@@ -26,7 +26,7 @@ from .. import data as data_io
 from ..cards import model_card
 from ..classifier import feature_net_for, load_feature_net
 from ..evaluate import reconstruction_metrics
-from ..fd import extract_features, features_fd, generated_images, reconstruction_quality
+from ..fd import ReconstructionQuality, extract_features, features_fd, generated_images
 from ..hub import load_pipeline, read_config, shipped_root
 from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, JsonOpt, ModelOpt, SeedOpt, console, fail, pick_device,
                      progress_bar)
@@ -93,10 +93,10 @@ def eval_cmd(
         fail(f"FD needs at least 2 images, {data} gave {len(images)}")
     n = len(images)
 
-    with progress_bar("reconstruct (MSE)", n) as bar:
-        metrics = reconstruction_metrics(tok, images, batch_size, dev, on_batch=bar.advance)
-    with progress_bar("features, SSIM", n) as bar:
-        real, recon, ssim_mean = reconstruction_quality(tok, net, images, batch_size, dev, on_batch=bar.advance)
+    quality = ReconstructionQuality(net, dev)
+    with progress_bar("reconstruct: MSE, SSIM, features", n) as bar:
+        metrics = reconstruction_metrics(tok, images, batch_size, dev, on_batch=bar.advance, on_pair=quality)
+    real, recon, ssim_mean = quality.result()
     generation_fd = None
     if pipe.prior is not None:
         with console.status(f"sampling {n:,} token sequences with the prior"):
