@@ -14,7 +14,8 @@ The grid (names as in --only; one run per name and seed):
                                  vq-k240-tT, fsq-8x6x5-tT (same vocabulary, 240)
   long-sequence VQ baselines:    vq-k16-t16 (1d) and vq-k16-grid49 (7x7 grid; 8x8 = 64 for 32/64 px images)
   MVQ ablations (only when named in --only): mvq-k16g4-r05-tT / -r025-t2 (subset ratio 0.5 / 0.25; the
-                                 grid uses the default, 1.0), mvq-k16g2-t2 (3 masks), mvq-k48g2-t2 (g=2, vocabulary 144)
+                                 grid uses the default, 1.0), mvq-k16g4-wcode-t2 (winner: nearest code first),
+                                 mvq-k16g2-t2 (3 masks), mvq-k48g2-t2 (g=2, vocabulary 144), mvq-k4g6-t2 (252)
 Every tokenizer is trained with the same data, --steps, --batch-size 128, --base-channels 16 and seed
 (as scripts/train_shipped.sh does), every prior with the same size (4 layers, 4 heads, width 128) and
 --prior-steps (batch 256, or 128 / 64 for the long sequences, as scripts/train_shipped_priors.sh does).
@@ -76,6 +77,7 @@ class Spec:
     levels: tuple[int, ...] | None = None  # fsq
     group: str = ""  # small | large | long | ablation
     subset_ratio: float | None = None  # mvq: --subset-ratio (None: the CLI default)
+    winner: str | None = None  # mvq: --winner (None: the CLI default, all)
 
     @property
     def vocab(self) -> int:
@@ -90,14 +92,15 @@ class Spec:
         """A short label for plots: K16g4, K240, 8x6x5."""
         if self.quantizer == "fsq":
             return "x".join(map(str, self.levels))
-        r = "" if self.subset_ratio is None else f"r{self.subset_ratio:g}"
+        r = ("" if self.subset_ratio is None else f"r{self.subset_ratio:g}") + (f"w{self.winner}" if self.winner else "")
         return f"K{self.K}g{self.g}{r}" if self.quantizer == "mvq" else f"K{self.K}"
 
     @property
     def describe(self) -> str:
         if self.quantizer == "fsq":
             return "FSQ " + "x".join(map(str, self.levels))
-        r = "" if self.subset_ratio is None else f", ratio {self.subset_ratio:g}"
+        r = ("" if self.subset_ratio is None else f", ratio {self.subset_ratio:g}") + \
+            (f", winner {self.winner}" if self.winner else "")
         return f"MVQ K={self.K}, g={self.g}{r}" if self.quantizer == "mvq" else f"VQ K={self.K}"
 
     def quantizer_args(self) -> list[str]:
@@ -112,6 +115,8 @@ class Spec:
             args += ["--mask-bits", str(self.g)]
         if self.subset_ratio is not None:
             args += ["--subset-ratio", str(self.subset_ratio)]
+        if self.winner is not None:
+            args += ["--winner", self.winner]
         return args
 
 
@@ -147,6 +152,8 @@ def ablations() -> list[Spec]:
     DESIGN's example) and 0.25, and fewer masks (g=2) at the same K and at a similar vocabulary."""
     return [Spec(f"mvq-k16g4-r05-t{t}", "mvq", t, K=16, g=4, group="ablation", subset_ratio=0.5) for t in (2, 5)] + [
         Spec("mvq-k16g4-r025-t2", "mvq", 2, K=16, g=4, group="ablation", subset_ratio=0.25),
+        Spec("mvq-k16g4-wcode-t2", "mvq", 2, K=16, g=4, group="ablation", winner="code"),
+        Spec("mvq-k4g6-t2", "mvq", 2, K=4, g=6, group="ablation"),
         Spec("mvq-k16g2-t2", "mvq", 2, K=16, g=2, group="ablation"),
         Spec("mvq-k48g2-t2", "mvq", 2, K=48, g=2, group="ablation")]
 
@@ -311,6 +318,7 @@ def mismatches(st: Settings, spec: Spec, seed: int, d: Path | None = None) -> li
             want("mask bits", q.get("mask_bits"), spec.g)
             want("subset ratio", q.get("subset_ratio"),
                  spec.subset_ratio if spec.subset_ratio is not None else DEFAULT_SUBSET_RATIO)
+            want("winner", q.get("winner"), spec.winner or "all")
     if prior_done(d):
         pt, pr = cfg.get("prior_training") or {}, cfg.get("prior") or {}
         want("prior steps", pt.get("steps"), st.prior_steps)

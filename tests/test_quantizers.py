@@ -141,6 +141,25 @@ def test_mvq_training_uses_a_random_subset_of_masks():
     assert 0.1 < share < 0.35, "mask 0 should be in the sampled subset about 20% of the time"
 
 
+def test_mvq_code_first_winner_picks_among_the_nearest_code_vectors_masks():
+    torch.manual_seed(0)
+    q = MVQ(codebook_size=8, dim=4, mask_bits=3, winner="code")
+    q.initted.fill_(True)
+    z = torch.randn(1, 300, 4) * 2
+    q.train()
+    ids = q(z).indices.reshape(-1)
+    nearest_code = torch.cdist(z.reshape(-1, 4), q.codebook.detach()).argmin(1)
+    assert torch.equal(ids // q.num_masks, nearest_code)
+    hyp = q.hypotheses().detach()[nearest_code]  # (N, M, D): the nearest code's hypotheses
+    assert torch.equal(ids % q.num_masks, (hyp - z.reshape(-1, 1, 4)).pow(2).sum(-1).argmin(1))
+    q.winner = "all"
+    all_ids = q(z).indices.reshape(-1)
+    assert not torch.equal(all_ids, ids), "with 'all' some latents should pick another code's hypothesis"
+    q.eval()  # encoding ignores the training rule
+    points = q.hypotheses().reshape(-1, 4)
+    assert torch.equal(q(z).indices.reshape(-1), torch.cdist(z.reshape(-1, 4), points).argmin(1))
+
+
 def test_mvq_revives_dead_codes():
     torch.manual_seed(0)
     q = MVQ(codebook_size=8, dim=2, mask_bits=2, dead_threshold=0.5)

@@ -14,6 +14,7 @@ from typing import Any
 
 QUANTIZER_KINDS = ("vq", "fsq", "mvq")
 LAYOUTS = ("1d", "grid")
+MVQ_WINNERS = ("all", "code")
 
 
 @dataclass
@@ -26,6 +27,7 @@ class QuantizerConfig:
     num_masks: int = 0  # mvq: M masks kept (0 = all 2^g - 1)
     mask_hidden: int = 64  # mvq: width of the small pre/var/out MLPs
     subset_ratio: float = 1.0  # mvq: fraction of masks sampled per latent in training (1.0 = all: measured best)
+    winner: str = "all"  # mvq training: nearest of all (k, m) in the subset | "code": nearest c_k first, then its masks
     beta: float = 0.25  # vq/mvq: commitment loss weight (VQ-VAE)
     decay: float = 0.99  # vq: EMA decay of the codebook
     dead_threshold: float = 0.03  # vq/mvq: restart a code whose EMA usage falls below this fraction of a fair share
@@ -39,6 +41,8 @@ class QuantizerConfig:
                 raise ValueError("fsq levels must be integers >= 2")
             self.dim = len(self.levels)
         if self.kind == "mvq":
+            if self.winner not in MVQ_WINNERS:
+                raise ValueError(f"mvq winner must be one of {MVQ_WINNERS}, got {self.winner!r}")
             full = 2**self.mask_bits - 1
             if self.num_masks <= 0 or self.num_masks > full:
                 self.num_masks = full

@@ -73,6 +73,7 @@ def tokenizer(
     dim: Annotated[int, typer.Option("--dim", min=1, help="Latent size D of one token (vq, mvq).")] = 16,
     codebook_size: Annotated[int, typer.Option("--codebook-size", "-k", min=1, help="Code vectors K (vq, mvq).")] = 16,
     mask_bits: Annotated[int, typer.Option("--mask-bits", "-g", min=1, max=10, help="MVQ mask length g (M = 2^g-1).")] = 4,
+    winner: Annotated[str, typer.Option("--winner", help="MVQ training: 'all' (nearest of all code x mask pairs) or 'code' (nearest code vector first, then its masks).")] = "all",
     subset_ratio: Annotated[float, typer.Option("--subset-ratio", min=0.0, max=1.0, help="MVQ: share of the masks each latent may use per training step (MH-Dropout; 1.0 = all, measured best).")] = 1.0,
     levels: Annotated[str, typer.Option("--levels", help="FSQ levels, comma separated.")] = "8,6,5",
     image_size: Annotated[int, typer.Option("--image-size", help="Image side (28, 32 or 64).")] = 28,
@@ -101,7 +102,7 @@ def tokenizer(
     torch.manual_seed(seed)  # before building, so the seed fixes the init
     try:
         qcfg = QuantizerConfig(kind=quantizer, dim=dim, codebook_size=codebook_size, mask_bits=mask_bits,
-                               subset_ratio=subset_ratio, levels=[int(x) for x in levels.split(",")])
+                               subset_ratio=subset_ratio, winner=winner, levels=[int(x) for x in levels.split(",")])
         cfg = TokenizerConfig(image_size=image_size, channels=channels, tokens=tokens, layout=layout,
                               base_channels=base_channels, quantizer=qcfg)
         model = Tokenizer(cfg)

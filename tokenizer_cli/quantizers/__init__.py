@@ -19,6 +19,7 @@ def build_quantizer(cfg: QuantizerConfig):
         num_masks=cfg.num_masks,
         hidden=cfg.mask_hidden,
         subset_ratio=cfg.subset_ratio,
+        winner=cfg.winner,
         beta=cfg.beta,
         dead_threshold=cfg.dead_threshold,
     )

@@ -52,6 +52,7 @@ class MVQ(nn.Module):
         num_masks: int = 0,
         hidden: int = 64,
         subset_ratio: float = 1.0,
+        winner: str = "all",
         beta: float = 0.25,
         dead_threshold: float = 0.03,
     ):
@@ -59,6 +60,7 @@ class MVQ(nn.Module):
         self.num_codes, self.dim, self.mask_bits = codebook_size, dim, mask_bits
         self.num_masks = num_masks if 0 < num_masks <= 2**mask_bits - 1 else 2**mask_bits - 1
         self.hidden, self.subset_ratio, self.beta, self.dead_threshold = hidden, subset_ratio, beta, dead_threshold
+        self.winner = winner  # training only; encoding always takes the nearest of all K*M hypotheses
         self.codebook_size = self.num_codes * self.num_masks  # token vocabulary K*M
 
         self.codebook = nn.Parameter(torch.randn(codebook_size, dim))  # (K, D)
@@ -120,6 +122,10 @@ class MVQ(nn.Module):
         if self.training:
             allowed = self._subset_mask(flat.shape[0], z.device)  # (N, M)
             dist = dist.view(-1, self.num_codes, self.num_masks).masked_fill(~allowed[:, None, :], float("inf"))
+            if self.winner == "code":  # the nearest code vector c_k first, then the nearest of its sampled masks
+                nearest = torch.cdist(flat.detach(), self.codebook.detach()).argmin(1)  # (N,)
+                other = torch.arange(self.num_codes, device=z.device)[None] != nearest[:, None]  # (N, K)
+                dist = dist.masked_fill(other[:, :, None], float("inf"))
             dist = dist.view(flat.shape[0], -1)
         indices = dist.argmin(1)  # (N,)
         chosen = points[indices]  # only the winners get codebook gradient
