@@ -435,7 +435,8 @@ def collect(st: Settings, runs: list[tuple[Spec, int]]) -> tuple[list[dict], lis
             "vocab": spec.vocab, "seed": seed, "group": spec.group,
             "mse": ev.get("mse"), "psnr": ev.get("psnr"), "ssim": ev.get("ssim"), "recon_fd": ev.get("recon_fd"),
             "generation_fd": ev.get("generation_fd"), "tokens_used": ev.get("tokens_used"),
-            "perplexity": ev.get("perplexity"), "eval_images": ev.get("images"),
+            "perplexity": ev.get("perplexity"), "eval_images": ev.get("images"), "feature_net": ev.get("feature_net"),
+            "fd_floor": ev.get("fd_train_vs_test"),
             "ms_per_image_b64": t.get("ms_per_image_b64"), "ms_per_image_b1": t.get("ms_per_image_b1"),
             "folder": str(d),
         })
@@ -484,14 +485,14 @@ def write_markdown(path: Path, rows: list[dict], specs: list[Spec], settings: di
     lines.append(f"Tokenizers: {settings['steps']} steps, batch {settings['batch_size']}, base channels "
                  f"{settings['base_channels']}; priors: 4 layers, 4 heads, width 128, {settings['prior_steps']} steps; "
                  f"seeds {settings['seeds']}; eval on {settings['eval_images'] or '-'} images of "
-                 f"{settings['eval_data']} (FD in the features of `{settings['feature_net'] or 'fd-fmnist-classifier'}`); "
+                 f"{settings['eval_data']} (FD in the features of `{settings['feature_nets'] or '-'}`, real-vs-real floor "
+                 f"{settings['fd_floor'] or '-'}); "
                  f"sampling time on {settings.get('bench_device') or '-'} "
                  f"({settings.get('bench_threads') or '-'} threads). Made by `{settings['command']}`.")
-    if settings["data"] != FASHION and not settings["feature_net"]:
-        lines += ["", "Note: FD is measured with the default feature net, a Fashion-MNIST classifier (images turned to "
-                  "grey 28x28); its FD values compare the models with each other but are not a calibrated distance "
-                  "for this data, and the 'floor' that `mvq eval` prints is Fashion-MNIST's. Pass --feature-net for a "
-                  "classifier trained on this data."]
+    if settings["data"] != FASHION and "fd-fmnist-classifier" in (settings["feature_nets"] or ""):
+        lines += ["", "Note: FD is measured with a Fashion-MNIST classifier (images turned to grey 28x28); its FD "
+                  "values compare the models with each other but are not a calibrated distance for this data. Pass "
+                  "--feature-net for a classifier trained on this data."]
     lines += ["", "## All runs (mean ± std over seeds)", "",
               "| run | quantizer | T | vocabulary | seeds | test MSE | PSNR dB | SSIM | recon FD | gen FD | tokens used "
               "| ms/img b=64 | ms/img b=1 |",
@@ -523,7 +524,7 @@ def write_markdown(path: Path, rows: list[dict], specs: list[Spec], settings: di
                          f"{fmt([r['recon_fd'] for r in br], '.3g')} | {rel_change(mr, br, 'recon_fd')} | "
                          f"{rel_change(mr, br, 'mse')} |")
     long = [s for s in specs if s.group == "long" and s.name in groups]
-    short = [s for s in specs if s.quantizer == "mvq" and s.name in groups]
+    short = [s for s in specs if s.quantizer == "mvq" and s.group != "ablation" and s.name in groups]
     if long and short:
         lines += ["", "## Sampling time: MVQ at T tokens vs the long-sequence VQ baselines (batch 64)", "",
                   "| MVQ | T | gen FD | ms/img | baseline | T' | gen FD | ms/img | speed-up | baseline at least as good |",
@@ -798,7 +799,9 @@ def main(argv: list[str] | None = None) -> int:
                 "channels": st.channels, "steps": st.steps, "prior_steps": st.prior_steps, "seeds": st.seeds,
                 "batch_size": st.batch_size, "base_channels": st.base_channels, "eval_limit": st.eval_limit,
                 "eval_images": sorted({r["eval_images"] for r in rows}) or None,
-                "feature_net": st.feature_net, "device": st.device, "bench_device": bench.get("device"),
+                "feature_net": st.feature_net, "feature_nets": ", ".join(sorted({str(r["feature_net"]) for r in rows})),
+                "fd_floor": ", ".join(sorted({f"{r['fd_floor']:.3g}" for r in rows if r["fd_floor"] is not None})),
+                "device": st.device, "bench_device": bench.get("device"),
                 "bench_threads": bench.get("threads"), "bench_repeats": st.bench_repeats,
                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                 "command": "python " + shlex.join(["scripts/compare.py", *(argv if argv is not None else sys.argv[1:])])}

@@ -13,7 +13,8 @@ def describe(q: dict) -> str:
     if q["kind"] == "fsq":
         return "FSQ " + "x".join(map(str, q["levels"]))
     if q["kind"] == "mvq":
-        return f"MVQ K={q['codebook_size']}, g={q['mask_bits']}"
+        ratio = q.get("subset_ratio", 1.0)
+        return f"MVQ K={q['codebook_size']}, g={q['mask_bits']}" + ("" if ratio == 1.0 else f", ratio {ratio:g}")
     return f"VQ K={q['codebook_size']}"
 
 
@@ -21,10 +22,25 @@ def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def shape_of(tok: dict) -> str:
+    shape = f"{tok['image_size']}px " + ("grey" if tok["channels"] == 1 else "RGB")
+    return shape
+
+
 def main() -> None:
+    """One table per image shape: FD values use that shape's feature net and compare only within it."""
+    names = shipped_models()
+    shapes = sorted({shape_of(read_config(shipped_root() / n)["tokenizer"]) for n in names})
+    for i, shape in enumerate(shapes):
+        if i:
+            print()
+        table([n for n in names if shape_of(read_config(shipped_root() / n)["tokenizer"]) == shape])
+
+
+def table(names: list[str]) -> None:
     print("| model | quantizer | T | vocabulary | test MSE | PSNR dB | tokens used | recon FD | gen FD | train s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in shipped_models():
+    for name in names:
         cfg = read_config(shipped_root() / name)
         tok, m, ev = cfg["tokenizer"], cfg.get("metrics") or {}, cfg.get("eval") or {}
         if "quantizer" not in tok:

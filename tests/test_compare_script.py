@@ -188,7 +188,7 @@ def test_markdown_and_plots_from_fake_results(compare, tmp_path):
     rows, specs = fake_rows(compare), compare.grid(28)
     settings = {"data": "fashion-mnist", "steps": 1500, "prior_steps": 3000, "seeds": [0, 1], "batch_size": 128,
                 "base_channels": 16, "eval_images": 10000, "eval_data": "fashion-mnist", "feature_net": None,
-                "bench_device": "cpu", "bench_threads": 1, "command": "python scripts/compare.py"}
+                "feature_nets": "fd-fmnist-classifier", "fd_floor": "0.307", "bench_device": "cpu", "bench_threads": 1, "command": "python scripts/compare.py"}
     compare.write_markdown(tmp_path / "results.md", rows, specs, settings, ["vq-k4-t2-s0"])
     md = (tmp_path / "results.md").read_text()
     assert "| mvq-k16g4-t2 | MVQ K=16, g=4 | 2 | 240 | 2 |" in md
@@ -198,6 +198,7 @@ def test_markdown_and_plots_from_fake_results(compare, tmp_path):
     assert "| 2 | MVQ K=16, g=4 | VQ K=240 | 240 / 240 |" in md and "-9.0%" in md
     assert "| 2 | MVQ K=16, g=4 | FSQ 8x6x5 | 240 / 240 |" in md
     assert "60.0x" in md  # grid49 sampling 6.0 ms vs 0.1 ms
+    assert "features of `fd-fmnist-classifier`, real-vs-real floor 0.307" in md
     assert "Not complete" in md and "vq-k4-t2-s0" in md
 
     compare.write_plots(tmp_path, rows, specs)
