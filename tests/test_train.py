@@ -107,6 +107,8 @@ def test_cli_train_rejects_bad_options(runner, tmp_path):
     res = runner.invoke(app, ["train", "tokenizer", str(tmp_path / "m"), "--layout", "grid", "--tokens", "5",
                               "--device", "cpu"])
     assert res.exit_code == 1 and "grid layout" in res.stderr
+    res = runner.invoke(app, ["train", "tokenizer", str(tmp_path / "m"), "--winner", "best", "--device", "cpu"])
+    assert res.exit_code == 1 and "mvq winner must be one of" in res.stderr and not (tmp_path / "m").exists()
 
 
 def test_kill_9_then_resume(tmp_path):
