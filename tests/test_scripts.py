@@ -69,3 +69,37 @@ def test_train_classifier_on_a_prepared_colour_folder(tmp_path):
     assert info["test_images"] == 10 and info["test_accuracy"] >= 0.9, info
     assert info["fd_train_vs_test"] >= 0 and net.features(torch.zeros(2, 3, 16, 16)).shape == (2, 16)
     assert "2 classes" in (out / "README.md").read_text()
+
+
+def test_prepare_openclipart_squares_splits_dedupes_and_records_sources(tmp_path):
+    src = tmp_path / "png"
+    for cat in ("animals", "food/fruit"):
+        (src / cat).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rgba = np.zeros((300, 120, 4), dtype=np.uint8)  # transparent, with an opaque red bar in the middle
+    rgba[100:200, 20:100] = (255, 0, 0, 255)
+    Image.fromarray(rgba, "RGBA").save(src / "animals" / "bar.png")
+    for i in range(30):  # enough files that both splits get some
+        Image.fromarray(rng.integers(0, 200, (40 + i, 50, 3), dtype=np.uint8)).save(src / "food/fruit" / f"f{i}.png")
+    (src / "animals" / "copy.png").write_bytes((src / "animals" / "bar.png").read_bytes())  # exact duplicate
+    Image.new("RGB", (20, 20), "white").save(src / "animals" / "blank.png")
+    (src / "animals" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    Image.new("RGB", (6000, 4000), "white").save(src / "animals" / "poster.png")  # large canvas, white: blank
+
+    out = tmp_path / "out"
+    res = run_script("prepare_openclipart.py", "--source", str(src), "--out", str(out), "--size", "16")
+    assert res.returncode == 0, res.stderr
+    info = json.loads((out / "manifest.json").read_text())
+    assert (info["duplicate"], info["blank"], info["unreadable"]) == (1, 2, 1)
+    assert info["train"] + info["test"] == 31 and info["train"] > 0 and info["test"] > 0
+    assert set(info["outputs"].values()) == {"animals/bar.png"} | {f"food/fruit/f{i}.png" for i in range(30)}
+    for rel_out in info["outputs"]:
+        with Image.open(out / rel_out) as img:
+            assert img.size == (16, 16) and img.mode == "RGB"
+    bar_out = next(k for k, v in info["outputs"].items() if v == "animals/bar.png")
+    bar = np.asarray(Image.open(out / bar_out))
+    assert bar[8, 8, 0] > 200 and bar[8, 8, 1] < 60  # cropped to the red bar: red fills the middle
+    assert bar[8, 0].min() > 200  # the taller-than-wide bar is padded to a square with white, not black
+
+    res = run_script("prepare_openclipart.py", "--source", str(src), "--out", str(out), "--size", "16")
+    assert res.returncode != 0 and "--overwrite" in res.stderr
