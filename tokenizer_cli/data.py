@@ -15,10 +15,13 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:  # torch is imported where it is used, so `mvq --help` starts without it
+    import torch
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dims (N, H, W)
@@ -66,6 +69,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), or (B, H, W) when C == 1."""
     if images.ndim != 4:
         raise ValueError(f"to_uint8 needs a (B, C, H, W) tensor, got shape {tuple(images.shape)}")
+    import torch
+
     x = torch.nan_to_num(images.detach().float().cpu(), nan=0.0)
     x = ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)  # exact inverse of v / 127.5 - 1
     out = x.permute(0, 2, 3, 1).numpy()
@@ -312,7 +317,7 @@ def load_uint8(sources: Sequence[ImageSource], size: int, channels: int,
     return out[..., 0] if channels == 1 else out
 
 
-class SourceDataset(torch.utils.data.Dataset):
+class SourceDataset:  # map-style: what torch.utils.data.DataLoader needs, without importing torch here
     """Map-style dataset over sources; yields (index, array or None, error or None) so a bad file never kills a worker."""
 
     def __init__(self, sources: Sequence[ImageSource], size: int, channels: int) -> None:
@@ -335,6 +340,8 @@ def collate_sources(
 
     When every item is bad, indices and images are both empty tensors of shape (0,).
     """
+    import torch
+
     good = [(i, a) for i, a, _ in batch if a is not None]
     errors = [(i, e) for i, a, e in batch if a is None and e is not None]
     if not good:

@@ -14,14 +14,17 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from .config import PriorConfig, config_hash, to_dict, tokenizer_config_from_dict
 from .data import atomic_write
-from .models import Tokenizer
+
+if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --help` starts without torch
+    import torch
+
+    from .models import Tokenizer
 
 FORMAT_VERSION = 1
 DEFAULT_MODEL = "mvq-fmnist-t2"
@@ -105,6 +108,8 @@ def read_config(folder: Path) -> dict:
 
 def load_weights(module: torch.nn.Module, file: Path, config_name: str = "config.json") -> None:
     """Strict safetensors load; every failure becomes one BadCheckpoint line naming the file."""
+    from safetensors.torch import load_file
+
     try:
         state = load_file(file)
     except FileNotFoundError:
@@ -118,6 +123,8 @@ def load_weights(module: torch.nn.Module, file: Path, config_name: str = "config
 
 
 def load_pipeline(name: str, device: torch.device | str = "cpu", need_prior: bool = False) -> Pipeline:
+    from .models import Tokenizer
+
     folder = resolve_model(name)
     cfg = read_config(folder)
     try:
@@ -147,6 +154,8 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | None = None,
                   extra: dict | None = None, card: str | None = None) -> Path:
     """Write (or update) a model folder; files are replaced atomically one by one."""
+    from safetensors.torch import save_file
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     old = read_config(folder) if (folder / "config.json").exists() else {}

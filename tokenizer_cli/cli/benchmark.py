@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 from rich.table import Table
 
-from ..benchmark import measure, speedups
 from ..data import atomic_write
 from ..hub import load_pipeline, read_config, shipped_models, shipped_root
 from .common import DeviceOpt, JsonOpt, console, fail, pick_device, stdout_console
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _candidates(tokens: int) -> list[str]:
@@ -35,6 +36,10 @@ def benchmark(
     device: DeviceOpt = "auto",
 ) -> None:
     """Time token sampling (ms per image at batch 1 and 64, with and without KV cache) and report speed-ups."""
+    import torch
+    
+    from ..benchmark import measure, speedups
+
     dev = pick_device(device)
     names = models or _candidates(tokens)
     pipes = {name: load_pipeline(name, dev, need_prior=True) for name in names}
@@ -55,6 +60,8 @@ def benchmark(
 
 
 def _print(rows: list[dict], ups: list[dict], dev: torch.device) -> None:
+    import torch
+
     out = stdout_console()
     table = Table(title=f"token sampling on {dev} ({torch.get_num_threads()} threads), median after warm-up")
     for col in ("model", "quantizer", "T", "vocab", "prior params", "ms/img b=1", "ms/img b=64",

@@ -6,14 +6,16 @@ import functools
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, NoReturn
+from typing import TYPE_CHECKING, Annotated, Callable, Iterator, NoReturn
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..hub import DEFAULT_MODEL  # noqa: F401  (re-exported: the default of every --model)
+
+if TYPE_CHECKING:  # torch is imported inside the commands: `mvq --help` starts in a fraction of a second
+    import torch
 
 console = Console(stderr=True)  # messages and progress on stderr, so stdout stays parseable
 
@@ -55,7 +57,22 @@ def cli_command(func: Callable) -> Callable:
     return wrapper
 
 
+def inference_mode(func: Callable) -> Callable:
+    """`torch.inference_mode()` as a decorator that imports torch only when the function runs."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.inference_mode():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 def pick_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

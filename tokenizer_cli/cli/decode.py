@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
 import typer
 
 from .. import data as data_io
 from ..hub import load_pipeline
 from ..tokenfile import load_tokens, validate_tokens
 from .common import DEFAULT_MODEL, BatchOpt, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, pick_device, progress_bar
+
+if TYPE_CHECKING:
+    import torch
 
 
 def decode(
@@ -25,6 +27,8 @@ def decode(
     device: DeviceOpt = "auto",
 ) -> None:
     """Turn tokens back into images."""
+    import torch
+
     if out_dir is None and grid is None:
         fail("give an output folder, --grid FILE.png, or both")
     if grid is not None and grid.suffix.lower() != ".png":

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import torch
 import typer
 
 from .. import data as data_io
@@ -33,6 +32,8 @@ def encode(
     device: DeviceOpt = "auto",
 ) -> None:
     """Turn images into tokens: writes OUT.npy (N x T ids) and OUT.json (model, sources, skipped inputs)."""
+    import torch
+
     if len(inputs) < 2:
         fail("give at least one input and the output file: mvq encode IMAGES... OUT.npy")
     *sources_in, out_name = inputs

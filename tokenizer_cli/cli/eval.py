@@ -14,22 +14,21 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from .. import data as data_io
 from ..cards import model_card
-from ..classifier import feature_net_for, load_feature_net
-from ..evaluate import reconstruction_metrics
-from ..fd import ReconstructionQuality, extract_features, features_fd, generated_images
 from ..hub import load_pipeline, read_config, shipped_root
 from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, JsonOpt, ModelOpt, SeedOpt, console, fail, pick_device,
                      progress_bar)
+
+if TYPE_CHECKING:
+    import torch
 
 FASHION = "fashion-mnist"
 REFERENCE_IMAGES = 10_000  # train images in the real-vs-real FD floor, when the feature net does not store it
@@ -59,6 +58,8 @@ def weights_digest(folder: Path) -> str:
 
 def reference_fd(net, info: dict, test_features: np.ndarray | None, batch_size: int, dev: torch.device) -> float | None:
     """FD of real Fashion-MNIST train vs test images: stored with the feature net, else computed when possible."""
+    from ..fd import extract_features, features_fd
+
     if info.get("fd_train_vs_test") is not None:
         return float(info["fd_train_vs_test"])
     if test_features is None:
@@ -81,6 +82,10 @@ def eval_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Measure a model: reconstruction FD, MSE, PSNR, SSIM, codebook use, and generation FD of its prior."""
+    from ..classifier import feature_net_for, load_feature_net
+    from ..evaluate import reconstruction_metrics
+    from ..fd import ReconstructionQuality, extract_features, features_fd, generated_images
+
     dev = pick_device(device)
     t0 = time.perf_counter()
     pipe = load_pipeline(model, dev)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
 import typer
 
 from .. import data as data_io
 from ..hub import load_pipeline
-from .common import DEFAULT_MODEL, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, pick_device
+from .common import DEFAULT_MODEL, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, inference_mode, pick_device
 from .encode import refuse_existing
 
+if TYPE_CHECKING:
+    import torch
 
-@torch.inference_mode()
+
+@inference_mode
 def explore(
     code: Annotated[int, typer.Option("--code", "-k", help="Code vector index k (0..K-1).")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG grid to write.")] = Path("explore.png"),
@@ -27,6 +29,8 @@ def explore(
     device: DeviceOpt = "auto",
 ) -> None:
     """Decode code vector k under every mask configuration: row p varies token position p, column m is mask m."""
+    import torch
+
     refuse_existing([out], overwrite)
     dev = pick_device(device)
     pipe = load_pipeline(model, dev)
@@ -71,6 +75,8 @@ def _mask_pair(spec: str, num_masks: int) -> tuple[int, int]:
 
 
 def _base_tokens(tok, image: Path | None, dev: torch.device) -> torch.Tensor:
+    import torch
+
     if image is not None:
         x = torch.from_numpy(data_io.load_image(image, tok.cfg.image_size, tok.cfg.channels))[None].to(dev)
         return tok.encode(x)

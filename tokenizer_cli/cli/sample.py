@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import torch
 import typer
 
 from .. import data as data_io
@@ -33,6 +32,8 @@ def sample(
     device: DeviceOpt = "auto",
 ) -> None:
     """Sample images: the prior draws tokens (with a KV cache), the tokenizer decodes them."""
+    import torch
+
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
     if out.suffix.lower() != ".png":

@@ -6,22 +6,21 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
 import typer
 
 from .. import data as data_io
-from .. import distributed
 from ..cards import model_card
-from ..checkpoint import latest_checkpoint
 from ..config import QuantizerConfig, TokenizerConfig, to_dict
-from ..evaluate import reconstruction_metrics
 from ..hub import read_config, save_pipeline
-from ..models import Tokenizer
-from ..train import TrainConfig, train_tokenizer
-from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, pick_device, progress_bar
+from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, inference_mode, pick_device, progress_bar
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..models import Tokenizer
 
 app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
 
@@ -51,6 +50,8 @@ def load_training_images(source: str, split: str, size: int, channels: int) -> n
 
 def _resume_step(run_dir: Path, resume: bool) -> int:
     """Where a resumed run will start, so the progress bar starts there too."""
+    from ..checkpoint import latest_checkpoint
+
     ckpt = latest_checkpoint(run_dir) if resume else None
     return int(ckpt.name.split("-")[1]) if ckpt else 0
 
@@ -93,6 +94,12 @@ def tokenizer(
 
     Runs data-parallel under `torchrun --nproc_per_node N -m tokenizer_cli train tokenizer ...`.
     """
+    import torch
+    
+    from .. import distributed
+    from ..models import Tokenizer
+    from ..train import TrainConfig, train_tokenizer
+
     dev = distributed.setup(pick_device(device))
     if distributed.is_main():
         _check_out(out, resume, overwrite)
@@ -145,6 +152,8 @@ def tokenizer(
 def _evaluate(model: Tokenizer, data: str, train_images: np.ndarray, dev: torch.device) -> dict:
     """Reconstruction metrics on the held-out split: Fashion-MNIST test, or the `test` folder beside a `train`
     folder; on the training images themselves when there is none (and the card says so)."""
+    from ..evaluate import reconstruction_metrics
+
     held_out = Path(data).parent / "test" if Path(data).name == "train" else None
     if data == FASHION:
         images, split = load_training_images(data, "test", 28, 1), "test"
@@ -159,7 +168,7 @@ def _evaluate(model: Tokenizer, data: str, train_images: np.ndarray, dev: torch.
     return metrics
 
 
-@torch.inference_mode()
+@inference_mode
 def encode_array(tokenizer: Tokenizer, images: np.ndarray, dev: torch.device, batch_size: int = 500) -> np.ndarray:
     """Token rows (N, T) int64 for uint8 images, with a progress bar."""
     from ..train import images_to_tensor
@@ -194,6 +203,10 @@ def prior(
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a GPT-style prior over the tokens of a model's tokenizer."""
+    import torch
+    
+    from ..train import TrainConfig
+
     from ..config import PriorConfig
     from ..hub import load_pipeline
     from ..models.prior import Prior
