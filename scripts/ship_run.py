@@ -1,0 +1,50 @@
+"""Make a finished scripts/compare.py run a shipped model: copy it to weights/NAME with its own card.
+
+Usage: python scripts/ship_run.py RUN_FOLDER NAME [--half] [--data DATA]
+  RUN_FOLDER  e.g. runs/compare/runs/mvq-k16g4-t2-s0 (tokenizer, prior and `mvq eval` all done)
+  --half      store the weights in float16 (scripts/half_weights.py) and measure them again with
+              `mvq eval --data DATA`, so the card's numbers are those of the shipped files
+The run's config.json (training commands, metrics, eval) is kept; README.md is rewritten for NAME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tokenizer_cli.cards import model_card
+from tokenizer_cli.hub import read_config
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("name")
+    ap.add_argument("--half", action="store_true")
+    ap.add_argument("--data", default="fashion-mnist", help="eval data for --half")
+    a = ap.parse_args()
+    cfg = read_config(a.run)
+    if not cfg.get("eval") or not (a.run / "prior.safetensors").is_file():
+        sys.exit(f"error: {a.run} has no prior or no eval yet: finish it with scripts/compare.py first")
+    dest = WEIGHTS / a.name
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir()
+    for name in ("config.json", "tokenizer.safetensors", "prior.safetensors"):
+        shutil.copy2(a.run / name, dest / name)
+    if a.half:
+        subprocess.run([sys.executable, str(Path(__file__).with_name("half_weights.py")), str(dest)], check=True)
+        mvq = Path(sys.executable).with_name("mvq")
+        subprocess.run([str(mvq) if mvq.is_file() else "mvq", "eval", "--model", a.name, "--data", a.data,
+                        "--device", "cpu"], check=True)  # by its shipped name, as users will load it
+    (dest / "README.md").write_text(model_card(read_config(dest), a.name))
+    print(f"shipped {a.run} as {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
