@@ -73,3 +73,18 @@ def test_benchmark_json(runner, model_with_prior, vq_baseline_with_prior, tmp_pa
 def test_benchmark_without_such_models(runner, model_with_prior, tmp_path):
     res = run(runner, "benchmark", "--tokens", 5, "--model", model_with_prior, "--repeats", 1)
     assert res.exit_code == 1 and "5 tokens" in res.stderr
+
+
+def test_speedups_compare_only_models_of_the_same_images():
+    from tokenizer_cli.benchmark import speedups
+
+    def row(model, kind, t, image, ms):
+        return {"model": model, "quantizer": kind, "tokens": t, "image": image, "ms_per_image_b64": ms,
+                "quality_metric": "gen FD", "quality": 100.0 / t}
+
+    rows = [row("grey-mvq", "mvq", 2, "28x28x1", 0.05), row("colour-mvq", "mvq", 2, "64x64x3", 0.06),
+            row("grey-vq16", "vq", 16, "28x28x1", 0.5), row("grey-vq2", "vq", 2, "28x28x1", 0.04)]
+    pairs = {(u["model"], u["baseline"]): u for u in speedups(rows, 2)}
+    assert set(pairs) == {("grey-mvq", "grey-vq16"), ("grey-mvq", "grey-vq2"), ("grey-vq2", "grey-vq16")}
+    assert abs(pairs["grey-mvq", "grey-vq16"]["speedup"] - 10.0) < 1e-9
+    assert pairs["grey-mvq", "grey-vq16"]["baseline_as_good"] is True

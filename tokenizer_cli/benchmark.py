@@ -41,6 +41,7 @@ def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64
     q = pipe.config["tokenizer"]["quantizer"]
     metric, value = quality(pipe.config)
     row = {"model": name, "quantizer": q["kind"], "tokens": tok.tokens_per_image, "vocab": tok.vocab_size,
+           "image": f"{tok.cfg.image_size}x{tok.cfg.image_size}x{tok.cfg.channels}",  # speed-ups compare like with like
            "prior_params": prior.num_parameters(), "quality_metric": metric, "quality": value}
     for b in batch_sizes:
         row[f"ms_per_image_b{b}"] = time_generate(prior, b, repeats) / b * 1000
@@ -53,7 +54,8 @@ def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64
 
 
 def speedups(rows: list[dict], tokens: int, batch: int = 64) -> list[dict]:
-    """For each model at `tokens`, its speed-up over each longer VQ baseline, and whether that baseline is as good.
+    """For each model at `tokens`, its speed-up over each longer VQ baseline for the same images, and whether that
+    baseline is as good.
 
     A baseline 'matches' when its quality is at least as good (lower FD or MSE), the paper's
     comparison: how much faster the short sequence is than the VQ that needs more tokens.
@@ -63,7 +65,7 @@ def speedups(rows: list[dict], tokens: int, batch: int = 64) -> list[dict]:
     baselines = [r for r in rows if r["quantizer"] == "vq" and r["tokens"] > tokens]
     out = []
     for s in short:
-        for b in baselines:
+        for b in (b for b in baselines if b.get("image") == s.get("image")):
             comparable = s["quality"] is not None and b["quality"] is not None and s["quality_metric"] == b["quality_metric"]
             out.append({"model": s["model"], "baseline": b["model"], "baseline_tokens": b["tokens"],
                         "speedup": b[key] / s[key],
@@ -71,7 +73,7 @@ def speedups(rows: list[dict], tokens: int, batch: int = 64) -> list[dict]:
     equal_t = [r for r in rows if r["tokens"] == tokens and r["quantizer"] == "vq"]
     for s in short:
         for b in equal_t:
-            if b is not s:
+            if b is not s and b.get("image") == s.get("image"):
                 out.append({"model": s["model"], "baseline": b["model"], "baseline_tokens": b["tokens"],
                             "speedup": b[key] / s[key], "baseline_as_good": None})
     return out

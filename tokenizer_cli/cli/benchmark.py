@@ -37,7 +37,7 @@ def benchmark(
 ) -> None:
     """Time token sampling (ms per image at batch 1 and 64, with and without KV cache) and report speed-ups."""
     import torch
-    
+
     from ..benchmark import measure, speedups
 
     dev = pick_device(device)

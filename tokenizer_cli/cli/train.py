@@ -95,7 +95,7 @@ def tokenizer(
     Runs data-parallel under `torchrun --nproc_per_node N -m tokenizer_cli train tokenizer ...`.
     """
     import torch
-    
+
     from .. import distributed
     from ..models import Tokenizer
     from ..train import TrainConfig, train_tokenizer
@@ -204,7 +204,7 @@ def prior(
 ) -> None:
     """Train a GPT-style prior over the tokens of a model's tokenizer."""
     import torch
-    
+
     from ..train import TrainConfig
 
     from ..config import PriorConfig
