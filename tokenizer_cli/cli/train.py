@@ -144,7 +144,7 @@ def tokenizer(
     cfg_all = read_config(out)
     (out / "README.md").write_text(model_card(cfg_all, out.name))
     shutil.rmtree(run_dir, ignore_errors=True)
-    console.print(f"wrote {out}: {metrics['eval_data'].rsplit(' (', 1)[0]} MSE {metrics['mse']:.4f}, PSNR {metrics['psnr']:.2f} dB, "
+    console.print(f"wrote {out}: MSE {metrics['mse']:.4f} on {metrics['eval_data']}, PSNR {metrics['psnr']:.2f} dB, "
                   f"{metrics['tokens_used']}/{model.vocab_size} tokens used")
     distributed.cleanup()
 
@@ -156,15 +156,15 @@ def _evaluate(model: Tokenizer, data: str, train_images: np.ndarray, dev: torch.
 
     held_out = Path(data).parent / "test" if Path(data).name == "train" else None
     if data == FASHION:
-        images, split = load_training_images(data, "test", 28, 1), "test"
+        images, what = load_training_images(data, "test", 28, 1), f"{FASHION} test"
     elif held_out is not None and held_out.is_dir():
-        size, channels = train_images.shape[1], 1 if train_images.ndim == 3 else 3
-        data, images, split = str(held_out), load_training_images(str(held_out), "", size, channels), "test"
+        images = load_training_images(str(held_out), "", model.cfg.image_size, model.cfg.channels)
+        what = str(held_out)
     else:
-        images, split = train_images, "training images"
+        images, what = train_images, f"{data}, the training images"
     with progress_bar("evaluate", len(images)) as bar:
         metrics = reconstruction_metrics(model, images, device=dev, on_batch=bar.advance)
-    metrics["eval_data"] = f"{data} {split} ({len(images):,} images)"
+    metrics["eval_data"] = f"{what} ({len(images):,} images)"
     return metrics
 
 
