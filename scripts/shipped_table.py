@@ -29,12 +29,11 @@ def shape_of(tok: dict) -> str:
 
 def main() -> None:
     """One table per image shape: FD values use that shape's feature net and compare only within it."""
-    names = shipped_models()
-    shapes = sorted({shape_of(read_config(shipped_root() / n)["tokenizer"]) for n in names})
-    for i, shape in enumerate(shapes):
+    shape = {n: shape_of(read_config(shipped_root() / n)["tokenizer"]) for n in shipped_models()}
+    for i, s in enumerate(sorted(set(shape.values()))):
         if i:
             print()
-        table([n for n in names if shape_of(read_config(shipped_root() / n)["tokenizer"]) == shape])
+        table([n for n in shape if shape[n] == s])
 
 
 def table(names: list[str]) -> None:

@@ -11,9 +11,8 @@ from tokenizer_cli.hub import DEFAULT_MODEL, load_pipeline, read_config, shipped
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SHAPES = {"fashion": (28, 1, 10_000), "clipart": (64, 3, 696)}  # examples folder: image size, channels, test images
-TOKENIZERS = [(n, folder) for n in shipped_models() for folder, (size, ch, _) in SHAPES.items()
-              if (read_config(shipped_root() / n)["tokenizer"].get("image_size"),
-                  read_config(shipped_root() / n)["tokenizer"].get("channels")) == (size, ch)]
+TOKENIZERS = [(n, folder) for n, tok in ((n, read_config(shipped_root() / n)["tokenizer"]) for n in shipped_models())
+              for folder, (size, ch, _) in SHAPES.items() if (tok.get("image_size"), tok.get("channels")) == (size, ch)]
 
 
 def example_batch(folder: str) -> torch.Tensor:
