@@ -8,14 +8,15 @@ Usage:
     python scripts/compare.py --list        # the run names of the grid
 
 The grid (names as in --only; one run per name and seed):
-  T in {2, 5}, small codebooks:  mvq-k4g4-tT (K=4, g=4: 60 tokens) vs vq-k4-tT (same K) and
-                                 vq-k60-tT, fsq-5x4x3-tT (same vocabulary, 60)
-  T in {2, 5}, larger codebooks: mvq-k16g4-tT (K=16, g=4: 240 tokens) vs vq-k16-tT (same K) and
-                                 vq-k240-tT, fsq-8x6x5-tT (same vocabulary, 240)
+  T in {2, 5}, K in {4, 16, 64}:  mvq-kKg4-tT (MVQ with sampled masks, the paper's reading: vocabulary K),
+                                 mvqj-kKg4-tT (MVQ with joint tokens: vocabulary 15K) and vq-kK-tT (same K: the
+                                 paper's axis); vq-k{15K}-tT and fsq-...-tT (the joint vocabulary: the fair axis)
+  more tokens:                   mvq-k16g4-t8, mvq-k16g4-t16 (MVQ towards the long baselines' quality)
   long-sequence VQ baselines:    vq-k16-t16 (1d) and vq-k16-grid49 (7x7 grid; 8x8 = 64 for 32/64 px images)
-  MVQ ablations (only when named in --only): mvq-k16g4-r05-tT / -r025-t2 (subset ratio 0.5 / 0.25; the
-                                 grid uses the default, 1.0), mvq-k16g4-wcode-t2 (winner: nearest code first),
-                                 mvq-k16g2-t2 (3 masks), mvq-k48g2-t2 (g=2, vocabulary 144), mvq-k4g6-t2 (252)
+  MVQ ablations (only when named in --only, see ablations()): sampled masks with one mask per image
+                                 (-image-), the straight-through cut (-st-), MH-Dropout's form (-mhd-), subset
+                                 ratio 1.0 / 0.75 (-r1-, -r075-); joint tokens with ratio 0.5 / 0.25, winner code,
+                                 g=6 and g=2
 Every tokenizer is trained with the same data, --steps, --batch-size 128, --base-channels 16 and seed
 (as scripts/train_shipped.sh does), every prior with the same size (4 layers, 4 heads, width 128) and
 --prior-steps (batch 256, or 128 / 64 for the long sequences, as scripts/train_shipped_priors.sh does).
@@ -52,9 +53,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizer_cli.cli.eval import weights_digest  # the same hash `mvq eval` stores
-from tokenizer_cli.config import QuantizerConfig
+from tokenizer_cli.config import DEFAULT_SUBSET_RATIO, MASKED_KINDS, QuantizerConfig, tokenizer_config_of
 
-DEFAULT_SUBSET_RATIO = QuantizerConfig().subset_ratio
+MASKED = MASKED_KINDS
 
 FASHION = "fashion-mnist"
 PRIOR_SIZE = ("--layers", "4", "--heads", "4", "--width", "128")  # the same for every model: timings compare
@@ -69,39 +70,55 @@ class Spec:
     """One tokenizer configuration of the grid (a run is a Spec and a seed)."""
 
     name: str
-    quantizer: str  # vq | fsq | mvq
+    quantizer: str  # vq | fsq | mvq (sampled masks, token = code id) | mvq-joint (token = code id x mask)
     tokens: int
     layout: str = "1d"
-    K: int | None = None  # code vectors (vq, mvq)
-    g: int | None = None  # mask bits (mvq)
+    K: int | None = None  # code vectors (vq, mvq, mvq-joint)
+    g: int | None = None  # mask bits (mvq, mvq-joint)
     levels: tuple[int, ...] | None = None  # fsq
-    group: str = ""  # small | large | long | ablation
-    subset_ratio: float | None = None  # mvq: --subset-ratio (None: the CLI default)
-    winner: str | None = None  # mvq: --winner (None: the CLI default, all)
+    group: str = ""  # small | large | xl | more | long | ablation
+    subset_ratio: float | None = None  # --subset-ratio (None: the CLI default of the kind)
+    winner: str | None = None  # mvq-joint: --winner (None: the CLI default, all)
+    scope: str | None = None  # mvq: --mask-scope (None: token)
+    gradient: str | None = None  # mvq: --mask-gradient (None: winner)
+    form: str | None = None  # mvq, mvq-joint: --hypothesis-form (None: residual)
 
     @property
     def vocab(self) -> int:
         if self.quantizer == "fsq":
             return math.prod(self.levels)
-        if self.quantizer == "mvq":
+        if self.quantizer == "mvq-joint":
             return self.K * (2**self.g - 1)
         return self.K
 
     @property
+    def options(self) -> list[str]:
+        """The non-default MVQ options, for labels."""
+        out = [] if self.subset_ratio is None else [f"ratio {self.subset_ratio:g}"]
+        out += [f"winner {self.winner}"] if self.winner else []
+        out += [f"{self.scope} masks"] if self.scope else []
+        out += [self.gradient] if self.gradient else []
+        out += [f"{self.form} form"] if self.form else []
+        return out
+
+    @property
     def short(self) -> str:
-        """A short label for plots: K16g4, K240, 8x6x5."""
+        """A short label for plots: K16g4, joint K16g4, K240, 8x6x5."""
         if self.quantizer == "fsq":
             return "x".join(map(str, self.levels))
-        r = ("" if self.subset_ratio is None else f"r{self.subset_ratio:g}") + (f"w{self.winner}" if self.winner else "")
-        return f"K{self.K}g{self.g}{r}" if self.quantizer == "mvq" else f"K{self.K}"
+        if self.quantizer in MASKED:
+            extra = "".join(f" {o}" for o in self.options)
+            return ("joint " if self.quantizer == "mvq-joint" else "") + f"K{self.K}g{self.g}{extra}"
+        return f"K{self.K}"
 
     @property
     def describe(self) -> str:
         if self.quantizer == "fsq":
             return "FSQ " + "x".join(map(str, self.levels))
-        r = ("" if self.subset_ratio is None else f", ratio {self.subset_ratio:g}") + \
-            (f", winner {self.winner}" if self.winner else "")
-        return f"MVQ K={self.K}, g={self.g}{r}" if self.quantizer == "mvq" else f"VQ K={self.K}"
+        if self.quantizer in MASKED:
+            what = "MVQ joint" if self.quantizer == "mvq-joint" else "MVQ sampled"
+            return f"{what} K={self.K}, g={self.g}" + "".join(f", {o}" for o in self.options)
+        return f"VQ K={self.K}"
 
     def quantizer_args(self) -> list[str]:
         args = ["--quantizer", self.quantizer, "--tokens", str(self.tokens)]
@@ -110,14 +127,18 @@ class Spec:
         if self.quantizer == "fsq":
             args += ["--levels", ",".join(map(str, self.levels))]
         else:
-            args += ["--codebook-size", str(self.K)]
-        if self.quantizer == "mvq":
+            args += ["--num-codes", str(self.K)]
+        if self.quantizer in MASKED:
             args += ["--mask-bits", str(self.g)]
-        if self.subset_ratio is not None:
-            args += ["--subset-ratio", str(self.subset_ratio)]
-        if self.winner is not None:
-            args += ["--winner", self.winner]
+        for flag, value in (("--subset-ratio", self.subset_ratio), ("--winner", self.winner),
+                            ("--mask-scope", self.scope), ("--mask-gradient", self.gradient),
+                            ("--hypothesis-form", self.form)):
+            if value is not None:
+                args += [flag, str(value)]
         return args
+
+
+FAIR_FSQ = {60: (5, 4, 3), 240: (8, 6, 5), 960: (8, 10, 12)}  # FSQ levels with the joint vocabulary K*15
 
 
 def grid_tokens(image_size: int) -> int:
@@ -129,18 +150,20 @@ def grid_tokens(image_size: int) -> int:
 
 
 def grid(image_size: int = 28) -> list[Spec]:
+    """The paper's axis (MVQ with sampled masks, MVQ with joint tokens and VQ at the same K) and the fair axis
+    (VQ and FSQ with the joint vocabulary K*15), for K in {4, 16, 64} at T in {2, 5}; MVQ at more tokens;
+    the long-sequence VQ baselines."""
     specs = []
     for t in (2, 5):
-        specs += [
-            Spec(f"mvq-k4g4-t{t}", "mvq", t, K=4, g=4, group="small"),
-            Spec(f"vq-k4-t{t}", "vq", t, K=4, group="small"),
-            Spec(f"vq-k60-t{t}", "vq", t, K=60, group="small"),
-            Spec(f"fsq-5x4x3-t{t}", "fsq", t, levels=(5, 4, 3), group="small"),
-            Spec(f"mvq-k16g4-t{t}", "mvq", t, K=16, g=4, group="large"),
-            Spec(f"vq-k16-t{t}", "vq", t, K=16, group="large"),
-            Spec(f"vq-k240-t{t}", "vq", t, K=240, group="large"),
-            Spec(f"fsq-8x6x5-t{t}", "fsq", t, levels=(8, 6, 5), group="large"),
-        ]
+        for k, group in ((4, "small"), (16, "large"), (64, "xl")):
+            specs += [
+                Spec(f"mvq-k{k}g4-t{t}", "mvq", t, K=k, g=4, group=group),
+                Spec(f"mvqj-k{k}g4-t{t}", "mvq-joint", t, K=k, g=4, group=group),
+                Spec(f"vq-k{k}-t{t}", "vq", t, K=k, group=group),
+                Spec(f"vq-k{k * 15}-t{t}", "vq", t, K=k * 15, group=group),
+                Spec(f"fsq-{'x'.join(map(str, FAIR_FSQ[k * 15]))}-t{t}", "fsq", t, levels=FAIR_FSQ[k * 15], group=group),
+            ]
+    specs += [Spec(f"mvq-k16g4-t{t}", "mvq", t, K=16, g=4, group="more") for t in (8, 16)]
     gt = grid_tokens(image_size)
     specs += [Spec("vq-k16-t16", "vq", 16, K=16, group="long"),
               Spec(f"vq-k16-grid{gt}", "vq", gt, layout="grid", K=16, group="long")]
@@ -148,22 +171,28 @@ def grid(image_size: int = 28) -> list[Spec]:
 
 
 def ablations() -> list[Spec]:
-    """MVQ variants at K=16 (run only when named in --only): subset ratio 0.5 (the shipped models before 0.3 and
-    DESIGN's example) and 0.25, and fewer masks (g=2) at the same K and at a similar vocabulary."""
-    return [Spec(f"mvq-k16g4-r05-t{t}", "mvq", t, K=16, g=4, group="ablation", subset_ratio=0.5) for t in (2, 5)] + [
-        Spec("mvq-k16g4-r025-t2", "mvq", 2, K=16, g=4, group="ablation", subset_ratio=0.25),
-        Spec("mvq-k16g4-wcode-t2", "mvq", 2, K=16, g=4, group="ablation", winner="code"),
-        Spec("mvq-k4g6-t2", "mvq", 2, K=4, g=6, group="ablation"),
-        Spec("mvq-k16g2-t2", "mvq", 2, K=16, g=2, group="ablation"),
-        Spec("mvq-k48g2-t2", "mvq", 2, K=48, g=2, group="ablation")]
+    """MVQ variants at K=16 (run only when named in --only). Sampled masks: one mask per image, the
+    straight-through cut instead of the decoder's gradient into the winner, MH-Dropout's hypothesis form,
+    subset ratios 1.0 and 0.75. Joint tokens: subset ratio 0.5 / 0.25, winner 'code', fewer masks."""
+    return [Spec("mvq-k16g4-image-t2", "mvq", 2, K=16, g=4, group="ablation", scope="image"),
+            Spec("mvq-k16g4-image-t5", "mvq", 5, K=16, g=4, group="ablation", scope="image"),
+            Spec("mvq-k16g4-st-t2", "mvq", 2, K=16, g=4, group="ablation", gradient="straight-through"),
+            Spec("mvq-k16g4-mhd-t2", "mvq", 2, K=16, g=4, group="ablation", form="mhd"),
+            Spec("mvq-k16g4-r1-t2", "mvq", 2, K=16, g=4, group="ablation", subset_ratio=1.0),
+            Spec("mvq-k16g4-r075-t2", "mvq", 2, K=16, g=4, group="ablation", subset_ratio=0.75)] + \
+        [Spec(f"mvqj-k16g4-r05-t{t}", "mvq-joint", t, K=16, g=4, group="ablation", subset_ratio=0.5) for t in (2, 5)] + [
+        Spec("mvqj-k16g4-r025-t2", "mvq-joint", 2, K=16, g=4, group="ablation", subset_ratio=0.25),
+        Spec("mvqj-k16g4-wcode-t2", "mvq-joint", 2, K=16, g=4, group="ablation", winner="code"),
+        Spec("mvqj-k4g6-t2", "mvq-joint", 2, K=4, g=6, group="ablation"),
+        Spec("mvqj-k16g2-t2", "mvq-joint", 2, K=16, g=2, group="ablation")]
 
 
 def comparisons(specs: list[Spec]) -> list[tuple[str, Spec, Spec]]:
     """(axis, MVQ spec, baseline spec): 'same K' (the paper's axis) and 'same vocabulary' (the fair one)."""
     out = []
-    for m in (s for s in specs if s.quantizer == "mvq"):
+    for m in (s for s in specs if s.quantizer in MASKED):
         for b in specs:
-            if b.tokens != m.tokens or b.layout != m.layout or b.quantizer == "mvq":
+            if b.tokens != m.tokens or b.layout != m.layout or b.quantizer in MASKED:
                 continue
             if b.quantizer == "vq" and b.K == m.K:
                 out.append(("same K", m, b))
@@ -309,16 +338,23 @@ def mismatches(st: Settings, spec: Spec, seed: int, d: Path | None = None) -> li
         want("channels", tok.get("channels"), st.channels)
         want("tokens", tok.get("tokens"), spec.tokens)
         want("layout", tok.get("layout"), spec.layout)
-        want("quantizer", q.get("kind"), spec.quantizer)
+        q = tokenizer_config_of(cfg).quantizer  # typed, with older formats read as what they meant
+        default = QuantizerConfig()
+        want("quantizer", q.kind, spec.quantizer)
         if spec.quantizer == "fsq":
-            want("levels", q.get("levels"), list(spec.levels))
+            want("levels", q.levels, list(spec.levels))
         else:
-            want("codebook size", q.get("codebook_size"), spec.K)
+            want("code vectors", q.num_codes, spec.K)
+        if spec.quantizer in MASKED:
+            want("mask bits", q.mask_bits, spec.g)
+            want("subset ratio", q.subset_ratio,
+                 spec.subset_ratio if spec.subset_ratio is not None else DEFAULT_SUBSET_RATIO[spec.quantizer])
+            want("hypothesis form", q.hypothesis_form, spec.form or default.hypothesis_form)
+        if spec.quantizer == "mvq-joint":
+            want("winner", q.winner, spec.winner or default.winner)
         if spec.quantizer == "mvq":
-            want("mask bits", q.get("mask_bits"), spec.g)
-            want("subset ratio", q.get("subset_ratio"),
-                 spec.subset_ratio if spec.subset_ratio is not None else DEFAULT_SUBSET_RATIO)
-            want("winner", q.get("winner"), spec.winner or "all")
+            want("mask scope", q.mask_scope, spec.scope or default.mask_scope)
+            want("mask gradient", q.mask_gradient, spec.gradient or default.mask_gradient)
     if prior_done(d):
         pt, pr = cfg.get("prior_training") or {}, cfg.get("prior") or {}
         want("prior steps", pt.get("steps"), st.prior_steps)
@@ -524,7 +560,7 @@ def write_markdown(path: Path, rows: list[dict], specs: list[Spec], settings: di
                          f"{fmt([r['recon_fd'] for r in br], '.3g')} | {rel_change(mr, br, 'recon_fd')} | "
                          f"{rel_change(mr, br, 'mse')} |")
     long = [s for s in specs if s.group == "long" and s.name in groups]
-    short = [s for s in specs if s.quantizer == "mvq" and s.group != "ablation" and s.name in groups]
+    short = [s for s in specs if s.quantizer in MASKED and s.group != "ablation" and s.name in groups]
     if long and short:
         lines += ["", "## Sampling time: MVQ at T tokens vs the long-sequence VQ baselines (batch 64)", "",
                   "| MVQ | T | gen FD | ms/img | baseline | T' | gen FD | ms/img | speed-up | baseline at least as good |",
@@ -550,8 +586,8 @@ def write_markdown(path: Path, rows: list[dict], specs: list[Spec], settings: di
 
 # ---------------------------------------------------------------- plots (Pillow only)
 
-COLOURS = {"vq": (31, 119, 180), "fsq": (44, 160, 44), "mvq": (214, 39, 40)}
-LABELS = {"vq": "VQ", "fsq": "FSQ", "mvq": "MVQ"}
+COLOURS = {"vq": (31, 119, 180), "fsq": (44, 160, 44), "mvq": (214, 39, 40), "mvq-joint": (255, 127, 14)}
+LABELS = {"vq": "VQ", "fsq": "FSQ", "mvq": "MVQ sampled masks", "mvq-joint": "MVQ joint tokens"}
 
 
 def _font(size: int):
@@ -567,7 +603,7 @@ def draw_marker(d, x: float, y: float, quantizer: str, r: int = 6) -> None:
     c = COLOURS.get(quantizer, (90, 90, 90))
     if quantizer == "fsq":
         d.rectangle([x - r, y - r, x + r, y + r], fill=c, outline=(0, 0, 0))
-    elif quantizer == "mvq":
+    elif quantizer in MASKED:
         d.polygon([(x, y - r - 1), (x - r - 1, y + r), (x + r + 1, y + r)], fill=c, outline=(0, 0, 0))
     else:
         d.ellipse([x - r, y - r, x + r, y + r], fill=c, outline=(0, 0, 0))

@@ -38,9 +38,8 @@ def quality(cfg: dict) -> tuple[str, float | None]:
 
 def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64), no_cache: bool = True) -> dict:
     prior, tok = pipe.prior, pipe.tokenizer
-    q = pipe.config["tokenizer"]["quantizer"]
     metric, value = quality(pipe.config)
-    row = {"model": name, "quantizer": q["kind"], "tokens": tok.tokens_per_image, "vocab": tok.vocab_size,
+    row = {"model": name, "quantizer": tok.cfg.quantizer.kind, "description": tok.cfg.quantizer.describe(), "tokens": tok.tokens_per_image, "vocab": tok.vocab_size,
            "image": f"{tok.cfg.image_size}x{tok.cfg.image_size}x{tok.cfg.channels}",  # speed-ups compare like with like
            "prior_params": prior.num_parameters(), "quality_metric": metric, "quality": value}
     for b in batch_sizes:

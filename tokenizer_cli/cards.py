@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 
-def _describe_quantizer(q: dict) -> str:
-    if q["kind"] == "fsq":
-        return f"FSQ, levels {q['levels']}"
-    if q["kind"] == "mvq":
-        return f"MVQ, K={q['codebook_size']} code vectors x M={q['num_masks']} masks (g={q['mask_bits']})"
-    return f"VQ, K={q['codebook_size']} codes"
+from .config import tokenizer_config_of
 
 
 def _table(metrics: dict) -> list[str]:
@@ -20,17 +15,20 @@ def _table(metrics: dict) -> list[str]:
 
 
 def model_card(cfg: dict, name: str = "") -> str:
-    tok, q = cfg["tokenizer"], cfg["tokenizer"]["quantizer"]
+    tok_cfg = tokenizer_config_of(cfg)
+    tok, q = cfg["tokenizer"], tok_cfg.quantizer
     lines = [
         "---",
         "library_name: mvq",
-        "tags: [image-tokenizer, vector-quantization, " + q["kind"] + "]",
+        "tags: [image-tokenizer, vector-quantization, " + q.kind + "]",
         "license: mit",
         "---",
         f"# {name or 'mvq model'}",
         "",
         f"An mvq image tokenizer: {tok['image_size']}x{tok['image_size']}x{tok['channels']} images <-> "
-        f"{tok['tokens']} tokens ({tok['layout']} layout), quantizer {_describe_quantizer(q)}.",
+        f"{tok['tokens']} tokens ({tok['layout']} layout), quantizer {q.describe()}, vocabulary {q.vocab_size}."
+        + (" Each token also carries a mask (the hypothesis of its code vector): `mvq encode` stores it, "
+           "`mvq sample` draws it." if q.has_masks else ""),
         "",
         "Load it with `mvq encode --model <this folder or repo id> images/ tokens.npy`.",
     ]

@@ -1,7 +1,9 @@
 """Configuration dataclasses: everything needed to rebuild a tokenizer or a prior.
 
-They round-trip through plain dicts (`to_dict` / `from_dict`) so a model folder's
-config.json can be read without unpickling anything.
+They round-trip through plain dicts (`to_dict` / `from_dict`) so a model folder's config.json can be
+read without unpickling anything. Every field is type- and range-checked when a config is built, so a
+bad config.json fails with one line naming the field, before anything is allocated; unknown keys are
+ignored with a warning, so folders written by a newer version still load.
 """
 
 from __future__ import annotations
@@ -9,55 +11,117 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-QUANTIZER_KINDS = ("vq", "fsq", "mvq")
+FORMAT_VERSION = 2  # of config.json; 1: "mvq" meant joint tokens and K was "codebook_size"
+QUANTIZER_KINDS = ("vq", "fsq", "mvq", "mvq-joint")
+MASKED_KINDS = ("mvq", "mvq-joint")  # the two readings of Masked VQ
 LAYOUTS = ("1d", "grid")
 MVQ_WINNERS = ("all", "code")
+HYPOTHESIS_FORMS = ("residual", "mhd")
+MASK_SCOPES = ("token", "image")
+MASK_GRADIENTS = ("winner", "straight-through")
+DEFAULT_SUBSET_RATIO = {"mvq": 0.5, "mvq-joint": 1.0}  # MH-Dropout's reference ratio; joint tokens: measured best
+
+
+class ConfigError(ValueError):
+    """A config value out of its type or range (one readable line naming the field)."""
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _check_float(name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value > hi or value < lo or (lo_open and value == lo):
+        raise ConfigError(f"{name} must be a number in {'(' if lo_open else '['}{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 @dataclass
 class QuantizerConfig:
-    kind: str = "mvq"  # vq | fsq | mvq
+    kind: str = "mvq"  # vq | fsq | mvq (masks sampled, token = code id) | mvq-joint (token = code id x mask)
     dim: int = 16  # D: size of one latent token (fsq: forced to len(levels))
-    codebook_size: int = 16  # K: code vectors (vq, mvq); fsq ignores it
+    num_codes: int = 16  # K: code vectors (vq, mvq, mvq-joint); fsq ignores it
     levels: list[int] = field(default_factory=lambda: [8, 6, 5])  # fsq only: levels per dim
-    mask_bits: int = 4  # mvq: g, length of a binary mask configuration
-    num_masks: int = 0  # mvq: M masks kept (0 = all 2^g - 1)
-    mask_hidden: int = 64  # mvq: width of the small pre/var/out MLPs
-    subset_ratio: float = 1.0  # mvq: fraction of masks sampled per latent in training (1.0 = all: measured best)
-    winner: str = "all"  # mvq training: nearest of all (k, m) in the subset | "code": nearest c_k first, then its masks
-    beta: float = 0.25  # vq/mvq: commitment loss weight (VQ-VAE)
+    mask_bits: int = 4  # mvq*: g, length of a binary mask configuration
+    num_masks: int = 0  # mvq*: M masks kept (0 = all 2^g - 1)
+    mask_hidden: int = 64  # mvq*: width of the small pre/var/out MLPs
+    subset_ratio: float | None = None  # mvq*: share of masks a latent may use per training step (None: kind default)
+    winner: str = "all"  # mvq-joint training: nearest of all (k, m) in the subset | "code": nearest c_k first
+    hypothesis_form: str = "residual"  # mvq*: h = c_k + out(...) | "mhd": h = out(mu + var(m * sigma))
+    mask_scope: str = "token"  # mvq: a mask per token | "image": one mask per image for all its tokens
+    mask_gradient: str = "winner"  # mvq: decoder gradient reaches the winning hypothesis | "straight-through"
+    beta: float = 0.25  # vq/mvq*: commitment loss weight (VQ-VAE)
     decay: float = 0.99  # vq: EMA decay of the codebook
-    dead_threshold: float = 0.03  # vq/mvq: restart a code whose EMA usage falls below this fraction of a fair share
+    dead_threshold: float = 0.03  # vq/mvq*: restart a code whose EMA usage falls below this share of a fair share
 
     def __post_init__(self) -> None:
-        if self.kind not in QUANTIZER_KINDS:
-            raise ValueError(f"quantizer kind must be one of {QUANTIZER_KINDS}, got {self.kind!r}")
+        _check_choice("quantizer kind", self.kind, QUANTIZER_KINDS)
         if self.kind == "fsq":
-            self.levels = [int(x) for x in self.levels]
-            if not self.levels or min(self.levels) < 2:
-                raise ValueError("fsq levels must be integers >= 2")
+            if not isinstance(self.levels, (list, tuple)) or not 1 <= len(self.levels) <= 16:
+                raise ConfigError(f"fsq levels must be a list of 1 to 16 integers, got {self.levels!r}")
+            self.levels = [_check_int("fsq level", x, 2, 256) for x in self.levels]
+            if math.prod(self.levels) > 2**20:
+                raise ConfigError(f"fsq levels {self.levels} give a vocabulary over 2^20")
             self.dim = len(self.levels)
-        if self.kind == "mvq":
-            if self.winner not in MVQ_WINNERS:
-                raise ValueError(f"mvq winner must be one of {MVQ_WINNERS}, got {self.winner!r}")
-            full = 2**self.mask_bits - 1
-            if self.num_masks <= 0 or self.num_masks > full:
-                self.num_masks = full
+        _check_int("dim", self.dim, 1, 1024)
+        _check_int("num_codes", self.num_codes, 1, 65536)
+        _check_int("mask_bits", self.mask_bits, 1, 10)
+        _check_int("num_masks", self.num_masks, 0, 2**self.mask_bits - 1)
+        _check_int("mask_hidden", self.mask_hidden, 1, 4096)
+        _check_choice("winner", self.winner, MVQ_WINNERS)
+        _check_choice("hypothesis_form", self.hypothesis_form, HYPOTHESIS_FORMS)
+        _check_choice("mask_scope", self.mask_scope, MASK_SCOPES)
+        _check_choice("mask_gradient", self.mask_gradient, MASK_GRADIENTS)
+        _check_float("beta", self.beta, 0.0, 100.0)
+        _check_float("decay", self.decay, 0.0, 1.0)
+        _check_float("dead_threshold", self.dead_threshold, 0.0, 1.0)
+        if self.kind in MASKED_KINDS:
+            if self.num_masks == 0:
+                self.num_masks = 2**self.mask_bits - 1
+            if self.subset_ratio is None:
+                self.subset_ratio = DEFAULT_SUBSET_RATIO[self.kind]
+            self.subset_ratio = _check_float("subset_ratio", self.subset_ratio, 0.0, 1.0, lo_open=True)
+            if self.num_codes * self.num_masks > 2**20:
+                raise ConfigError(f"num_codes x num_masks = {self.num_codes * self.num_masks} hypotheses is over 2^20")
 
     @property
     def vocab_size(self) -> int:
-        """Token vocabulary: the number of distinct ids one token can take."""
+        """Token vocabulary: the number of distinct ids one token can take (and the prior's vocabulary)."""
         if self.kind == "fsq":
-            out = 1
-            for level in self.levels:
-                out *= level
-            return out
-        if self.kind == "mvq":
-            return self.codebook_size * self.num_masks
-        return self.codebook_size
+            return math.prod(self.levels)
+        if self.kind == "mvq-joint":
+            return self.num_codes * self.num_masks
+        return self.num_codes
+
+    @property
+    def has_masks(self) -> bool:
+        """True where every token carries a mask beside it (MVQ with sampled masks)."""
+        return self.kind == "mvq"
+
+    def describe(self) -> str:
+        """One line for tables and model cards, naming the reading of MVQ."""
+        if self.kind == "fsq":
+            return f"FSQ {'x'.join(map(str, self.levels))}"
+        if self.kind == "vq":
+            return f"VQ K={self.num_codes}"
+        masks = f"g={self.mask_bits}" if self.num_masks == 2**self.mask_bits - 1 else f"M={self.num_masks}"
+        if self.kind == "mvq-joint":
+            return f"MVQ joint tokens K={self.num_codes}, {masks} (vocabulary {self.vocab_size})"
+        return f"MVQ sampled masks K={self.num_codes}, {masks}"
 
 
 @dataclass
@@ -72,13 +136,14 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.quantizer, dict):
-            self.quantizer = QuantizerConfig(**self.quantizer)
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.channels not in (1, 3):
-            raise ValueError("channels must be 1 or 3")
-        if self.tokens < 1:
-            raise ValueError("tokens must be >= 1")
+            self.quantizer = _from_dict(QuantizerConfig, self.quantizer, "quantizer")
+        _check_choice("layout", self.layout, LAYOUTS)
+        _check_int("image_size", self.image_size, 8, 512)
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels!r}")
+        _check_int("tokens", self.tokens, 1, 4096)
+        _check_int("base_channels", self.base_channels, 1, 1024)
+        _check_int("res_blocks", self.res_blocks, 0, 16)
 
 
 @dataclass
@@ -91,15 +156,64 @@ class PriorConfig:
     dropout: float = 0.0  # dropout in training (0 keeps small priors deterministic)
     num_classes: int = 0  # >0: class-conditional, the class replaces the start token
 
+    def __post_init__(self) -> None:
+        _check_int("prior vocab_size", self.vocab_size, 1, 2**20)
+        _check_int("prior tokens", self.tokens, 1, 4096)
+        _check_int("n_layer", self.n_layer, 1, 64)
+        _check_int("n_head", self.n_head, 1, 64)
+        _check_int("n_embd", self.n_embd, 1, 8192)
+        _check_int("num_classes", self.num_classes, 0, 100_000)
+        _check_float("dropout", self.dropout, 0.0, 1.0)
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
+
 
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def tokenizer_config_from_dict(d: dict) -> TokenizerConfig:
+def _from_dict(cls, d: Any, where: str):
+    """A dataclass from a dict; unknown keys are ignored with a warning (newer folders still load)."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        warnings.warn(f"{where}: ignoring unknown keys {', '.join(unknown)}", stacklevel=3)
+    try:
+        return cls(**{k: v for k, v in d.items() if k in names})
+    except TypeError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def migrate_tokenizer_dict(d: dict, format_version: int) -> dict:
+    """Bring a tokenizer section written by an older format up to FORMAT_VERSION (a copy)."""
     d = dict(d)
-    d["quantizer"] = QuantizerConfig(**d.get("quantizer", {}))
-    return TokenizerConfig(**d)
+    q = dict(d.get("quantizer") or {})
+    if format_version < 2:
+        if "codebook_size" in q:
+            q["num_codes"] = q.pop("codebook_size")
+        if q.get("kind") == "mvq":  # format 1 had only joint tokens
+            q["kind"] = "mvq-joint"
+    d["quantizer"] = q
+    return d
+
+
+def tokenizer_config_from_dict(d: dict, format_version: int = FORMAT_VERSION) -> TokenizerConfig:
+    if not isinstance(d, dict):
+        raise ConfigError(f"tokenizer must be a JSON object, got {type(d).__name__}")
+    if format_version > FORMAT_VERSION:
+        warnings.warn(f"config.json format {format_version} is newer than this mvq ({FORMAT_VERSION})", stacklevel=2)
+    return _from_dict(TokenizerConfig, migrate_tokenizer_dict(d, format_version), "tokenizer")
+
+
+def tokenizer_config_of(cfg: dict) -> TokenizerConfig:
+    """The tokenizer section of a whole config.json, read with the format version it was written in."""
+    return tokenizer_config_from_dict(cfg["tokenizer"], cfg.get("mvq_format", 1))
+
+
+def prior_config_from_dict(d: dict) -> PriorConfig:
+    return _from_dict(PriorConfig, d, "prior")
 
 
 def config_hash(d: dict) -> str:

@@ -23,8 +23,8 @@ def reconstruction_metrics(tokenizer, images: np.ndarray, batch_size: int = 500,
     sq_err, count, all_ids = 0.0, 0, []
     for start in range(0, len(images), batch_size):
         x = images_to_tensor(images[start : start + batch_size]).to(device)
-        ids = tokenizer.encode(x)
-        recon = tokenizer.decode(ids)
+        ids, masks = tokenizer.encode(x, with_masks=True)
+        recon = tokenizer.decode(ids, masks)  # MVQ with sampled masks: the winning masks, as `mvq decode` uses
         sq_err += (recon.float() - x).pow(2).sum().item()
         if on_pair is not None:
             on_pair(x, recon)

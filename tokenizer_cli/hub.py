@@ -9,6 +9,7 @@ Nothing is ever unpickled.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError
 
-from .config import PriorConfig, config_hash, to_dict, tokenizer_config_from_dict
+from .config import FORMAT_VERSION, ConfigError, config_hash, prior_config_from_dict, to_dict, tokenizer_config_from_dict
 from .data import atomic_write
 
 if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --help` starts without torch
@@ -26,7 +27,6 @@ if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --hel
 
     from .models import Tokenizer
 
-FORMAT_VERSION = 1
 DEFAULT_MODEL = "mvq-fmnist-t2"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
@@ -50,6 +50,22 @@ class Pipeline:
     @property
     def config_hash(self) -> str:
         return config_hash({"tokenizer": self.config["tokenizer"], "prior": self.config.get("prior")})
+
+    @functools.cached_property
+    def tokenizer_id(self) -> str:
+        """What token files record to name the tokenizer that wrote them: a hash of its config and weights
+        (not of the prior, so a retrained prior leaves the tokens valid)."""
+        return tokenizer_digest(self.tokenizer)
+
+
+def tokenizer_digest(tokenizer: Tokenizer) -> str:
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(to_dict(tokenizer.cfg), sort_keys=True).encode())
+    for key, value in sorted(tokenizer.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().float().cpu().numpy().tobytes())  # as loaded (float32)
+    return h.hexdigest()[:16]
 
 
 def shipped_root() -> Path:
@@ -106,6 +122,24 @@ def read_config(folder: Path) -> dict:
     return cfg
 
 
+def parse_config(folder: Path, cfg: dict):
+    """(TokenizerConfig, PriorConfig or None) of a config.json, checked before anything is allocated."""
+    version = cfg.get("mvq_format", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise BadCheckpoint(f"{folder}/config.json: mvq_format must be a positive integer, got {version!r}")
+    try:
+        tok_cfg = tokenizer_config_from_dict(cfg["tokenizer"], version)
+        prior_cfg = prior_config_from_dict(cfg["prior"]) if cfg.get("prior") else None
+    except (ConfigError, TypeError, ValueError) as err:
+        raise BadCheckpoint(f"{folder}/config.json: {err}") from None
+    if prior_cfg is not None and (prior_cfg.vocab_size != tok_cfg.quantizer.vocab_size
+                                  or prior_cfg.tokens != tok_cfg.tokens):
+        raise BadCheckpoint(f"{folder}/config.json: the prior models {prior_cfg.tokens} tokens of a "
+                            f"{prior_cfg.vocab_size}-word vocabulary but the tokenizer makes {tok_cfg.tokens} tokens "
+                            f"of {tok_cfg.quantizer.vocab_size}")
+    return tok_cfg, prior_cfg
+
+
 def load_weights(module: torch.nn.Module, file: Path, config_name: str = "config.json") -> None:
     """Strict safetensors load; every failure becomes one BadCheckpoint line naming the file."""
     from safetensors.torch import load_file
@@ -116,6 +150,11 @@ def load_weights(module: torch.nn.Module, file: Path, config_name: str = "config
         raise BadCheckpoint(f"{file}: missing")
     except (SafetensorError, OSError, ValueError) as err:
         raise BadCheckpoint(f"{file}: not a readable safetensors file ({err})")
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(tensor.float().isfinite().all()):
+            raise BadCheckpoint(f"{file}: tensor {key} holds NaN or infinite values")
+        if not tensor.is_floating_point() and key in dict(module.named_parameters()):
+            raise BadCheckpoint(f"{file}: parameter {key} is {tensor.dtype}, not a float tensor")
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -127,17 +166,14 @@ def load_pipeline(name: str, device: torch.device | str = "cpu", need_prior: boo
 
     folder = resolve_model(name)
     cfg = read_config(folder)
-    try:
-        tok_cfg = tokenizer_config_from_dict(cfg["tokenizer"])
-    except (TypeError, ValueError) as err:
-        raise BadCheckpoint(f"{folder}/config.json: bad tokenizer config ({err})")
+    tok_cfg, prior_cfg = parse_config(folder, cfg)
     tokenizer = Tokenizer(tok_cfg)
     load_weights(tokenizer, folder / "tokenizer.safetensors")
     prior = None
-    if cfg.get("prior"):
+    if prior_cfg is not None:
         from .models.prior import Prior
 
-        prior = Prior(PriorConfig(**cfg["prior"]))
+        prior = Prior(prior_cfg)
         load_weights(prior, folder / "prior.safetensors")
     elif need_prior:
         raise BadCheckpoint(f"model {name!r} has no prior (train one with `mvq train prior`)")

@@ -1,11 +1,16 @@
 """Token arrays on disk: `tokens.npy` ([N, T], smallest integer dtype) plus a `tokens.json` manifest.
 
-Both are written through temp files and renamed, and never overwrite without permission; tokens read
-back are validated against the model before anything runs.
+MVQ with sampled masks adds `tokens.masks.npy` ([N, T] uint8/uint16, mask m in [0, M) of every token,
+same rows and order). The files are written to temp files, then published together under a lock on their
+folder (so of two concurrent writers one wins and the other is refused, and a reader never sees tokens
+beside a manifest of another run), the manifest last; they never overwrite without permission. Tokens
+read back are validated against the model, and the manifest names the tokenizer that wrote them (a hash
+of its config and weights) so they are not decoded by another one by mistake.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import json
 import os
@@ -15,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tokenizer_cli.data import InputError, atomic_write
+from tokenizer_cli.data import InputError
 
 
 class OutputExistsError(InputError, FileExistsError):
@@ -37,6 +42,11 @@ def manifest_path(npy_path: str | os.PathLike[str]) -> Path:
     return Path(npy_path).with_suffix(".json")
 
 
+def masks_path(npy_path: str | os.PathLike[str]) -> Path:
+    """The sidecar mask file of a token file: `tokens.npy` -> `tokens.masks.npy`."""
+    return Path(npy_path).with_suffix(".masks.npy")
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("mvq")
@@ -53,11 +63,15 @@ def make_manifest(
     vocab_size: int,
     sources: list[str],
     skipped: list[dict[str, str]],
+    tokenizer_id: str | None = None,
+    num_masks: int = 0,
 ) -> dict[str, Any]:
     """The manifest written beside tokens.npy; row i of the tokens came from sources[i]."""
     return {
         "model": model_id,
         "config_hash": config_hash,
+        "tokenizer_id": tokenizer_id,
+        "num_masks": int(num_masks),
         "tokens_per_image": int(tokens_per_image),
         "vocab_size": int(vocab_size),
         "dtype": smallest_dtype(vocab_size).name,
@@ -69,30 +83,67 @@ def make_manifest(
     }
 
 
-def save_tokens(path: str | os.PathLike[str], tokens: np.ndarray, manifest: dict[str, Any], overwrite: bool) -> None:
-    """Write tokens (cast to the manifest's smallest dtype) and the manifest, each atomically."""
-    npy, meta = Path(path), manifest_path(path)
+def save_tokens(path: str | os.PathLike[str], tokens: np.ndarray, manifest: dict[str, Any], overwrite: bool,
+                masks: np.ndarray | None = None) -> None:
+    """Write tokens (cast to the manifest's smallest dtype), their masks if any, and the manifest, together."""
+    npy, meta, mask_file = Path(path), manifest_path(path), masks_path(path)
     if npy.suffix != ".npy":
         raise InputError(f"{npy}: token output must end in .npy")
-    for p in (npy, meta):
-        if p.exists() and not overwrite:
-            raise OutputExistsError(f"{p}: already exists (pass --overwrite to replace it)")
-    vocab = int(manifest["vocab_size"])
+    vocab, num_masks = int(manifest["vocab_size"]), int(manifest.get("num_masks") or 0)
     arr = validate_tokens(tokens, int(manifest["tokens_per_image"]), vocab)  # never write ids the model cannot read
     if manifest.get("rows", len(arr)) != len(arr):
         raise ValueError(f"manifest says {manifest['rows']} rows but there are {len(arr)} token rows")
-    arr = arr.astype(smallest_dtype(vocab))
-    text = json.dumps({**manifest, "dtype": arr.dtype.name, "rows": len(arr)}, indent=2) + "\n"  # fails before any write
+    if (masks is None) != (num_masks == 0):
+        raise ValueError("masks are written exactly when the manifest has num_masks > 0")
+    files: dict[Path, bytes] = {npy: _npy_bytes(arr.astype(smallest_dtype(vocab)))}
+    if masks is not None:
+        files[mask_file] = _npy_bytes(validate_masks(masks, arr.shape, num_masks).astype(smallest_dtype(num_masks)))
+    text = json.dumps({**manifest, "dtype": smallest_dtype(vocab).name, "rows": len(arr),
+                       "masks_file": mask_file.name if masks is not None else None}, indent=2) + "\n"
+    files[meta] = text.encode("utf-8")  # last: the manifest is what makes the set complete
+    stale = [] if masks is not None else [mask_file]  # masks of an older run must not sit beside these tokens
+    publish_together(files, overwrite, stale)
 
-    def write_npy(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save on a name would append ".npy" to the temp
-            np.save(f, arr, allow_pickle=False)
 
-    def write_manifest(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-        atomic_write(npy, write_npy)  # npy renamed only once the json temp is complete; json renamed right after
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
 
-    atomic_write(meta, write_manifest)
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def publish_together(files: dict[Path, bytes], overwrite: bool, remove: list[Path] = ()) -> None:
+    """Write every file to a temp beside it (fsynced), then, holding a lock on the folder, check that none
+    exists (unless overwrite) and rename them all in order. Two concurrent writers cannot interleave: the
+    second either waits and is refused, or (with overwrite) replaces the whole set."""
+    folder = next(iter(files)).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    temps: dict[Path, Path] = {}
+    try:
+        for target, blob in files.items():
+            tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+            temps[target] = tmp
+            with open(tmp, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+        lock = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not overwrite:
+                for target in files:
+                    if target.exists():
+                        raise OutputExistsError(f"{target}: already exists (pass --overwrite to replace it)")
+            for target, tmp in temps.items():
+                os.replace(tmp, target)
+            for extra in remove:
+                extra.unlink(missing_ok=True)
+        finally:
+            os.close(lock)  # releases the lock
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def load_tokens(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any] | None]:
@@ -124,6 +175,33 @@ def load_tokens(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any
     if not isinstance(manifest, dict):
         raise InputError(f"{meta}: manifest must be a JSON object")
     return tokens, manifest
+
+
+def load_masks(path: str | os.PathLike[str], manifest: dict[str, Any] | None) -> np.ndarray | None:
+    """The masks stored beside a token file (per its manifest), or None when there are none."""
+    if not manifest or not manifest.get("masks_file"):
+        return None
+    name = manifest["masks_file"]
+    if not isinstance(name, str) or Path(name).name != name:
+        raise InputError(f"{manifest_path(path)}: masks_file must be a file name beside the tokens, got {name!r}")
+    masks, _ = load_tokens(Path(path).parent / name) if (Path(path).parent / name).is_file() else (None, None)
+    if masks is None:
+        raise InputError(f"{Path(path).parent / name}: the manifest names this mask file but it is missing")
+    return masks
+
+
+def validate_masks(masks: np.ndarray, shape: tuple[int, int], num_masks: int) -> np.ndarray:
+    """Check masks against their tokens (same shape) and the model (ids in [0, num_masks)); int64 copy."""
+    m = np.asarray(masks)
+    if m.dtype == np.bool_ or not np.issubdtype(m.dtype, np.integer):
+        raise InputError(f"masks must be integers, got {m.dtype}")
+    if m.shape != tuple(shape):
+        raise InputError(f"masks have shape {m.shape} but the tokens have {tuple(shape)}")
+    bad = (m < 0) | (m >= num_masks)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputError(f"row {row} has mask {m[row, col]} outside the model's masks 0..{num_masks - 1}")
+    return m.astype(np.int64)
 
 
 def validate_tokens(tokens: np.ndarray, tokens_per_image: int, vocab_size: int) -> np.ndarray:

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ..data import atomic_write
+from ..config import tokenizer_config_of
 from ..hub import load_pipeline, read_config, shipped_models, shipped_root
 from .common import DeviceOpt, JsonOpt, console, fail, pick_device, stdout_console
 
@@ -22,7 +23,8 @@ def _candidates(tokens: int) -> list[str]:
     names = []
     for name in shipped_models():
         cfg = read_config(shipped_root() / name)
-        t, kind = cfg["tokenizer"]["tokens"], cfg["tokenizer"]["quantizer"]["kind"]
+        tok_cfg = tokenizer_config_of(cfg)
+        t, kind = tok_cfg.tokens, tok_cfg.quantizer.kind
         if cfg.get("prior") and (t == tokens or (kind == "vq" and t > tokens)):
             names.append(name)
     return names
@@ -69,7 +71,7 @@ def _print(rows: list[dict], ups: list[dict], dev: torch.device) -> None:
         table.add_column(col, justify="left" if col in ("model", "quantizer") else "right")
     for r in rows:
         quality = f"{r['quality']:.4g} ({r['quality_metric']})" if r["quality"] is not None else "-"
-        table.add_row(r["model"], r["quantizer"], str(r["tokens"]), str(r["vocab"]), f"{r['prior_params']:,}",
+        table.add_row(r["model"], r.get("description", r["quantizer"]), str(r["tokens"]), str(r["vocab"]), f"{r['prior_params']:,}",
                       f"{r['ms_per_image_b1']:.3f}", f"{r['ms_per_image_b64']:.4f}", f"{r['images_per_s']:,.0f}",
                       f"{r['ms_per_token']:.3f}", f"{r['ms_per_image_b64_no_cache']:.4f}", quality)
     out.print(table)

@@ -27,6 +27,19 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU when present
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+def one_of(*values: str) -> Callable[[str], str]:
+    """A Typer option callback that accepts only `values` (a usage error otherwise, exit code 2)."""
+
+    def check(value: str) -> str:
+        if value not in values:
+            raise typer.BadParameter(f"must be one of {', '.join(values)}; got {value!r}")
+        return value
+
+    return check
+
+
+MaskSamplingOpt = Annotated[str, typer.Option("--mask-sampling", callback=one_of("learned", "uniform"), help="MVQ with sampled masks, where a token has no stored mask: 'learned' (p(m | k) from training) or 'uniform'.")]
+MaskTemperatureOpt = Annotated[float, typer.Option("--mask-temperature", min=0.0, help="Temperature of the mask draw; 0 takes the most likely mask.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")]
 
 class CliError(Exception):

@@ -3,32 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Iterable
 
 import numpy as np
 import typer
 
 from .. import data as data_io
 from ..hub import load_pipeline
-from ..tokenfile import load_tokens, validate_tokens
-from .common import DEFAULT_MODEL, BatchOpt, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, pick_device, progress_bar
+from ..tokenfile import load_masks, load_tokens, validate_masks, validate_tokens
+from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, MaskSamplingOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt,
+                     SeedOpt, console, fail, pick_device, progress_bar)
 
-if TYPE_CHECKING:
-    import torch
+GRID_LIMIT = 1024  # images on one contact sheet; beyond it the sheet shows the first ones and says so
 
 
 def decode(
     tokens_file: Annotated[Path, typer.Argument(help="Tokens .npy written by `mvq encode` or `mvq sample`.")],
     out_dir: Annotated[Path | None, typer.Argument(help="Folder for one PNG per row.")] = None,
-    grid: Annotated[Path | None, typer.Option("--grid", help="Also (or only) write a contact sheet PNG here.")] = None,
+    grid: Annotated[Path | None, typer.Option("--grid", help=f"Also (or only) write a contact sheet PNG here (first {GRID_LIMIT} images).")] = None,
     model: ModelOpt = DEFAULT_MODEL,
     batch_size: BatchOpt = 256,
+    ignore_masks: Annotated[bool, typer.Option("--ignore-masks", help="MVQ with sampled masks: draw masks even where the token file stores them.")] = False,
+    mask_sampling: MaskSamplingOpt = "learned",
+    mask_temperature: MaskTemperatureOpt = 1.0,
+    seed: SeedOpt = 0,
+    force: Annotated[bool, typer.Option("--force", help="Decode tokens that another tokenizer wrote (their manifest names it).")] = False,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Turn tokens back into images."""
-    import torch
+    """Turn tokens back into images.
 
+    For MVQ with sampled masks the masks stored by `mvq encode` (TOKENS.masks.npy) make the decoding exact;
+    without them (or with --ignore-masks) masks are drawn from the model's p(m | k), or uniformly, with
+    --mask-temperature and --seed."""
     if out_dir is None and grid is None:
         fail("give an output folder, --grid FILE.png, or both")
     if grid is not None and grid.suffix.lower() != ".png":
@@ -39,32 +46,63 @@ def decode(
         fail(f"{out_dir} exists and is not a folder")
     if out_dir is not None and out_dir.is_dir() and any(out_dir.glob("*.png")) and not overwrite:
         fail(f"{out_dir} already holds PNG files (pass --overwrite to replace them)")
-    tokens, _ = load_tokens(tokens_file)
+    tokens, manifest = load_tokens(tokens_file)
     dev = pick_device(device)
     pipe = load_pipeline(model, dev)
-    ids = validate_tokens(tokens, pipe.tokenizer.tokens_per_image, pipe.tokenizer.vocab_size)
-    images = decode_all(pipe.tokenizer, torch.from_numpy(ids), batch_size, dev)
-    write_images(images, out_dir, grid)
+    tok = pipe.tokenizer
+    check_origin(tokens_file, tokens, manifest, pipe, force)
+    ids = validate_tokens(tokens, tok.tokens_per_image, tok.vocab_size)
+    masks = None
+    if tok.num_masks and not ignore_masks:
+        stored = load_masks(tokens_file, manifest)
+        masks = None if stored is None else validate_masks(stored, ids.shape, tok.num_masks)
+    from ..inference import decode_tokens
 
-
-def decode_all(tokenizer, ids: torch.Tensor, batch_size: int, dev: torch.device):
-    """uint8 images for token rows, decoded in batches with a progress bar."""
-    chunks = []
     with progress_bar("decode", len(ids)) as bar:
-        for start in range(0, len(ids), batch_size):
-            chunk = tokenizer.decode(ids[start : start + batch_size].to(dev))
-            chunks.append(data_io.to_uint8(chunk.float().cpu()))
-            bar.advance(len(chunk))
-    return np.concatenate(chunks)
+        batches = decode_tokens(tok, ids, masks, batch_size, dev, seed=seed, mask_temperature=mask_temperature,
+                                mask_sampling=mask_sampling, on_batch=bar.advance)
+        count = write_images(batches, out_dir, grid, total=len(ids))
+    how = ("with the stored masks" if masks is not None else f"masks drawn ({mask_sampling}, seed {seed})") \
+        if tok.num_masks else ""
+    console.print(f"decoded {count} images {how}".rstrip())
 
 
-def write_images(images, out_dir: Path | None, grid: Path | None) -> None:
+def check_origin(tokens_file: Path, tokens: np.ndarray, manifest: dict | None, pipe, force: bool) -> None:
+    """Refuse tokens whose manifest names another tokenizer, or disagrees with the token rows."""
+    if manifest is None:
+        return
+    rows = manifest.get("rows")
+    if rows is not None and (not isinstance(rows, int) or getattr(tokens, "ndim", 0) < 1 or rows != len(tokens)):
+        fail(f"{tokens_file}: its manifest lists {rows} rows but the file holds {len(tokens)}: "
+             "the two files do not belong together")
+    written_by = manifest.get("tokenizer_id")
+    if written_by and written_by != pipe.tokenizer_id and not force:
+        fail(f"{tokens_file} was written by tokenizer {manifest.get('model')!r} ({written_by}), not by "
+             f"{pipe.source!r} ({pipe.tokenizer_id}): decode with --model {manifest.get('model')}, "
+             "or pass --force")
+
+
+def write_images(batches: Iterable[np.ndarray], out_dir: Path | None, grid: Path | None, total: int = 0) -> int:
+    """Write uint8 image batches as numbered PNGs and/or one contact sheet; returns the number of images.
+
+    Images are written as they come, so memory holds one batch (and the sheet's first GRID_LIMIT images)."""
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        width = max(5, len(str(len(images) - 1)))
-        for i, img in enumerate(images):
-            data_io.save_png(img, out_dir / f"{i:0{width}d}.png")
-        console.print(f"wrote {len(images)} PNGs to {out_dir}")
-    if grid is not None:
-        data_io.save_png(data_io.make_grid(images), grid)
-        console.print(f"wrote {grid}")
+    sheet: list[np.ndarray] = []
+    count, width = 0, max(5, len(str(max(total, 1) - 1)))
+    for batch in batches:
+        if out_dir is not None:
+            for img in batch:
+                data_io.save_png(img, out_dir / f"{count:0{width}d}.png")
+                count += 1
+        else:
+            count += len(batch)
+        if grid is not None and sum(map(len, sheet)) < GRID_LIMIT:
+            sheet.append(batch[: GRID_LIMIT - sum(map(len, sheet))])
+    if out_dir is not None:
+        console.print(f"wrote {count} PNGs to {out_dir}")
+    if grid is not None and sheet:
+        data_io.save_png(data_io.make_grid(np.concatenate(sheet)), grid)
+        note = f" (the first {GRID_LIMIT} of {count})" if count > GRID_LIMIT else ""
+        console.print(f"wrote {grid}{note}")
+    return count

@@ -10,7 +10,7 @@ import typer
 
 from .. import data as data_io
 from ..hub import load_pipeline
-from ..tokenfile import make_manifest, manifest_path, save_tokens, smallest_dtype
+from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens, smallest_dtype
 from .common import DEFAULT_MODEL, BatchOpt, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, pick_device, progress_bar
 
 InputsArg = Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or IDX files, then OUT.npy.")]
@@ -31,7 +31,10 @@ def encode(
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Turn images into tokens: writes OUT.npy (N x T ids) and OUT.json (model, sources, skipped inputs)."""
+    """Turn images into tokens: writes OUT.npy (N x T ids) and OUT.json (model, sources, skipped inputs).
+
+    MVQ with sampled masks also writes OUT.masks.npy (N x T, the winning mask of every token), so that
+    `mvq decode` reconstructs the images exactly."""
     import torch
 
     if len(inputs) < 2:
@@ -40,7 +43,7 @@ def encode(
     out = Path(out_name)
     if out.suffix != ".npy":
         fail(f"the last argument is the output and must end in .npy, got {out_name!r}")
-    refuse_existing([out, manifest_path(out)], overwrite)
+    refuse_existing([out, manifest_path(out), masks_path(out)], overwrite)
     dev = pick_device(device)
     pipe = load_pipeline(model, dev)
     cfg = pipe.tokenizer.cfg
@@ -49,6 +52,8 @@ def encode(
         fail(f"no images found in {', '.join(sources_in)}")
 
     tokens = np.zeros((len(sources), cfg.tokens), dtype=smallest_dtype(pipe.tokenizer.vocab_size))
+    num_masks = pipe.tokenizer.num_masks
+    masks = np.zeros((len(sources), cfg.tokens), dtype=smallest_dtype(num_masks)) if num_masks else None
     ok = np.zeros(len(sources), dtype=bool)
     skipped: list[dict] = []
     loader = torch.utils.data.DataLoader(
@@ -60,14 +65,17 @@ def encode(
                 fail(f"{errors[0][1]} (pass --skip-bad to skip unreadable inputs)")
             skipped += [{"source": sources[i].label(), "reason": msg} for i, msg in errors]
             if len(indices):
-                ids = pipe.tokenizer.encode(images.to(dev, non_blocking=True))
+                ids, ids_masks = pipe.tokenizer.encode(images.to(dev, non_blocking=True), with_masks=True)
                 tokens[indices.numpy()] = ids.cpu().numpy()
+                if masks is not None:
+                    masks[indices.numpy()] = ids_masks.cpu().numpy()
                 ok[indices.numpy()] = True
             bar.advance(len(indices) + len(errors), skipped=len(skipped))
     if not ok.any():
         fail(f"none of the {len(sources)} inputs could be read (first: {skipped[0]['reason']})")
     kept = [src.label() for src, good in zip(sources, ok) if good]
-    manifest = make_manifest(pipe.source, pipe.config_hash, cfg.tokens, pipe.tokenizer.vocab_size, kept, skipped)
-    save_tokens(out, tokens[ok], manifest, overwrite)
+    manifest = make_manifest(pipe.source, pipe.config_hash, cfg.tokens, pipe.tokenizer.vocab_size, kept, skipped,
+                             tokenizer_id=pipe.tokenizer_id, num_masks=num_masks)
+    save_tokens(out, tokens[ok], manifest, overwrite, masks=None if masks is None else masks[ok])
     note = f", skipped {len(skipped)} (listed in {manifest_path(out)})" if skipped else ""
     console.print(f"wrote {out}: {int(ok.sum())} images x {cfg.tokens} tokens{note}")

@@ -9,18 +9,20 @@ from .common import stdout_console
 
 
 def _row(name: str, cfg: dict, where: str) -> list[str]:
+    from ..config import tokenizer_config_of
+
     tok = cfg["tokenizer"]
-    q = tok["quantizer"]
+    q = tokenizer_config_of(cfg).quantizer
     m = cfg.get("metrics") or {}
     psnr = f"{m['psnr']:.2f}" if "psnr" in m else "-"
-    return [name + (" (default)" if name == DEFAULT_MODEL else ""), q["kind"], str(tok["tokens"]),
+    return [name + (" (default)" if name == DEFAULT_MODEL else ""), q.describe(), str(tok["tokens"]), str(q.vocab_size),
             f"{tok['image_size']}x{tok['image_size']}x{tok['channels']}", psnr,
             "yes" if cfg.get("prior") else "no", where]
 
 
 def models() -> None:
     """List models that load without a network: shipped defaults and cached Hub repos."""
-    table = Table("model", "quantizer", "T", "images", "PSNR dB", "prior", "source")
+    table = Table("model", "quantizer", "T", "vocabulary", "images", "PSNR dB", "prior", "source")
     for name in shipped_models():
         table.add_row(*_row(name, read_config(shipped_root() / name), "shipped"))
     try:

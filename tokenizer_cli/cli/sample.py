@@ -6,61 +6,71 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
-from .. import data as data_io
 from ..hub import load_pipeline
-from ..tokenfile import make_manifest, manifest_path, save_tokens
-from .common import DEFAULT_MODEL, DeviceOpt, ModelOpt, OverwriteOpt, SeedOpt, console, fail, pick_device
+from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
+from .common import (DEFAULT_MODEL, DeviceOpt, MaskSamplingOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, SeedOpt,
+                     console, fail, pick_device, progress_bar)
 from .decode import write_images
 from .encode import refuse_existing
 
+MAX_SAMPLES = 1_000_000  # the tokens (and their manifest) are held in memory; images are streamed
+
 
 def sample(
-    n: Annotated[int, typer.Option("--n", "-n", help="Images to sample.")] = 64,
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet (8x8 for 64).")] = Path("samples.png"),
+    n: Annotated[int, typer.Option("--n", "-n", min=1, max=MAX_SAMPLES, help="Images to sample.")] = 64,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet (8x8 for 64; the first 1,024 images).")] = Path("samples.png"),
     model: ModelOpt = DEFAULT_MODEL,
-    temperature: Annotated[float, typer.Option("--temperature", "-T", help="Softmax temperature; 0 = greedy.")] = 1.0,
-    top_k: Annotated[int | None, typer.Option("--top-k", help="Sample only among the k most likely tokens.")] = None,
-    top_p: Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling: smallest set with this much probability.")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", "-T", min=0.0, help="Softmax temperature; 0 = greedy.")] = 1.0,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Sample only among the k most likely tokens.")] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling: smallest set with this much probability.")] = None,
     label: Annotated[int | None, typer.Option("--class", help="Class id for a class-conditional prior.")] = None,
+    mask_sampling: MaskSamplingOpt = "learned",
+    mask_temperature: MaskTemperatureOpt = 1.0,
     images_dir: Annotated[Path | None, typer.Option("--images-dir", help="Also write one PNG per image here.")] = None,
-    tokens_out: Annotated[Path | None, typer.Option("--tokens-out", help="Also write the sampled tokens (.npy + .json).")] = None,
+    tokens_out: Annotated[Path | None, typer.Option("--tokens-out", help="Also write the sampled tokens (.npy + .json, and the drawn masks for MVQ with sampled masks).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=65536, help="Images sampled and decoded at a time.")] = 1024,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Sample images: the prior draws tokens (with a KV cache), the tokenizer decodes them."""
+    """Sample images: the prior draws tokens (with a KV cache), the tokenizer decodes them.
+
+    For MVQ with sampled masks the prior draws code ids and each token's mask is drawn from the model's
+    p(m | k) (--mask-sampling, --mask-temperature), so the same tokens with another seed give other images."""
     import torch
 
-    if n < 1:
-        fail(f"--n must be at least 1, got {n}")
     if out.suffix.lower() != ".png":
         fail(f"--out must name a .png file, got {out}")
     if tokens_out is not None and tokens_out.suffix != ".npy":
         fail(f"--tokens-out must end in .npy, got {tokens_out}")
-    refuse_existing([out] + ([tokens_out, manifest_path(tokens_out)] if tokens_out else []), overwrite)
+    tokens_files = [tokens_out, manifest_path(tokens_out), masks_path(tokens_out)] if tokens_out else []
+    refuse_existing([out] + tokens_files, overwrite)
     if images_dir is not None and images_dir.is_dir() and any(images_dir.glob("*.png")) and not overwrite:
         fail(f"{images_dir} already holds PNG files (pass --overwrite to replace them)")
     dev = pick_device(device)
     pipe = load_pipeline(model, dev, need_prior=True)
+    tok = pipe.tokenizer
+    from ..inference import decode_tokens, sample_tokens
+
     t0 = time.perf_counter()
     try:
-        ids = pipe.prior.generate(n, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, labels=label)
+        ids, masks = sample_tokens(pipe.prior, tok, n, temperature, top_k, top_p, seed, label,
+                                   mask_temperature, mask_sampling, batch_size)
     except ValueError as err:
         fail(str(err))
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t_tokens = time.perf_counter() - t0
-    images = data_io.to_uint8(pipe.tokenizer.decode(ids).float().cpu())
+    with progress_bar("decode", n) as bar:
+        write_images(decode_tokens(tok, ids, masks, batch_size, dev, on_batch=bar.advance), images_dir, out, total=n)
     t_total = time.perf_counter() - t0
-    write_images(images, images_dir, out)
     if tokens_out is not None:
-        vocab = pipe.tokenizer.vocab_size
-        manifest = make_manifest(pipe.source, pipe.config_hash, ids.shape[1], vocab,
-                                 [f"sample seed={seed} #{i}" for i in range(n)], [])
-        save_tokens(tokens_out, ids.cpu().numpy().astype(np.int64), manifest, overwrite)
+        manifest = make_manifest(pipe.source, pipe.config_hash, ids.shape[1], tok.vocab_size,
+                                 [f"sample seed={seed} #{i}" for i in range(n)], [],
+                                 tokenizer_id=pipe.tokenizer_id, num_masks=tok.num_masks)
+        save_tokens(tokens_out, ids, manifest, overwrite, masks=masks)
         console.print(f"wrote {tokens_out}")
     console.print(f"sampled {n} images x {ids.shape[1]} tokens on {dev}: tokens {t_tokens * 1000:.1f} ms "
                   f"({t_tokens / n * 1000:.3f} ms/image), with decoding {t_total * 1000:.1f} ms")

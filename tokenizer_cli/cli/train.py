@@ -13,9 +13,9 @@ import typer
 
 from .. import data as data_io
 from ..cards import model_card
-from ..config import QuantizerConfig, TokenizerConfig, to_dict
+from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig, to_dict
 from ..hub import read_config, save_pipeline
-from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, inference_mode, pick_device, progress_bar
+from .common import one_of, BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, inference_mode, pick_device, progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -48,6 +48,13 @@ def load_training_images(source: str, split: str, size: int, channels: int) -> n
         return data_io.load_uint8(sources, size, channels, bar.advance)
 
 
+def _levels(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        fail(f"--levels takes integers separated by commas, like 8,6,5; got {text!r}")
+
+
 def _resume_step(run_dir: Path, resume: bool) -> int:
     """Where a resumed run will start, so the progress bar starts there too."""
     from ..checkpoint import latest_checkpoint
@@ -68,14 +75,17 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
 def tokenizer(
     out: OutArg,
     data: DataOpt = FASHION,
-    quantizer: Annotated[str, typer.Option("--quantizer", "-q", help="vq | fsq | mvq")] = "mvq",
-    tokens: Annotated[int, typer.Option("--tokens", "-t", min=1, help="Tokens per image T.")] = 2,
-    layout: Annotated[str, typer.Option("--layout", help="1d (any T) | grid (T = h*w of the feature map).")] = "1d",
-    dim: Annotated[int, typer.Option("--dim", min=1, help="Latent size D of one token (vq, mvq).")] = 16,
-    codebook_size: Annotated[int, typer.Option("--codebook-size", "-k", min=1, help="Code vectors K (vq, mvq).")] = 16,
-    mask_bits: Annotated[int, typer.Option("--mask-bits", "-g", min=1, max=10, help="MVQ mask length g (M = 2^g-1).")] = 4,
-    winner: Annotated[str, typer.Option("--winner", help="MVQ training: 'all' (nearest of all code x mask pairs) or 'code' (nearest code vector first, then its masks).")] = "all",
-    subset_ratio: Annotated[float, typer.Option("--subset-ratio", min=0.0, max=1.0, help="MVQ: share of the masks each latent may use per training step (MH-Dropout; 1.0 = all, measured best).")] = 1.0,
+    quantizer: Annotated[str, typer.Option("--quantizer", "-q", callback=one_of(*QUANTIZER_KINDS), help="vq | fsq | mvq (Masked VQ, the paper's reading: a token is a code id, its mask a sampled hypothesis) | mvq-joint (Masked VQ with the mask in the token: vocabulary K*M).")] = "mvq",
+    tokens: Annotated[int, typer.Option("--tokens", "-t", min=1, max=4096, help="Tokens per image T.")] = 2,
+    layout: Annotated[str, typer.Option("--layout", callback=one_of("1d", "grid"), help="1d (any T) | grid (T = h*w of the feature map).")] = "1d",
+    dim: Annotated[int, typer.Option("--dim", min=1, max=1024, help="Latent size D of one token (vq, mvq).")] = 16,
+    num_codes: Annotated[int, typer.Option("--num-codes", "--codebook-size", "-k", min=1, max=65536, help="Code vectors K (vq, mvq, mvq-joint).")] = 16,
+    mask_bits: Annotated[int, typer.Option("--mask-bits", "-g", min=1, max=10, help="MVQ mask length g (M = 2^g-1 masks).")] = 4,
+    subset_ratio: Annotated[float | None, typer.Option("--subset-ratio", min=0.0, max=1.0, help="MVQ: share of the masks each latent may use per training step (MH-Dropout). Default: 0.5 for mvq, 1.0 for mvq-joint.")] = None,
+    hypothesis_form: Annotated[str, typer.Option("--hypothesis-form", callback=one_of("residual", "mhd"), help="MVQ hypotheses: 'residual' h = c_k + out(mu + var(m*sigma)) or 'mhd' h = out(mu + var(m*sigma)) (MH-Dropout's form).")] = "residual",
+    mask_scope: Annotated[str, typer.Option("--mask-scope", callback=one_of("token", "image"), help="mvq: one mask per token, or one per image shared by its tokens.")] = "token",
+    mask_gradient: Annotated[str, typer.Option("--mask-gradient", callback=one_of("winner", "straight-through"), help="mvq: the decoder's gradient reaches the winning hypothesis ('winner'), or stops at it ('straight-through').")] = "winner",
+    winner: Annotated[str, typer.Option("--winner", callback=one_of("all", "code"), help="mvq-joint training: 'all' (nearest of all code x mask pairs) or 'code' (nearest code vector first, then its masks).")] = "all",
     levels: Annotated[str, typer.Option("--levels", help="FSQ levels, comma separated.")] = "8,6,5",
     image_size: Annotated[int, typer.Option("--image-size", help="Image side (28, 32 or 64).")] = 28,
     channels: Annotated[int, typer.Option("--channels", help="1 (grey) or 3 (RGB).")] = 1,
@@ -108,8 +118,9 @@ def tokenizer(
         fail("--precision must be fp32 or bf16")
     torch.manual_seed(seed)  # before building, so the seed fixes the init
     try:
-        qcfg = QuantizerConfig(kind=quantizer, dim=dim, codebook_size=codebook_size, mask_bits=mask_bits,
-                               subset_ratio=subset_ratio, winner=winner, levels=[int(x) for x in levels.split(",")])
+        qcfg = QuantizerConfig(kind=quantizer, dim=dim, num_codes=num_codes, mask_bits=mask_bits,
+                               subset_ratio=subset_ratio, winner=winner, hypothesis_form=hypothesis_form,
+                               mask_scope=mask_scope, mask_gradient=mask_gradient, levels=_levels(levels))
         cfg = TokenizerConfig(image_size=image_size, channels=channels, tokens=tokens, layout=layout,
                               base_channels=base_channels, quantizer=qcfg)
         model = Tokenizer(cfg)

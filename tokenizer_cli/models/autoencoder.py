@@ -103,7 +103,13 @@ class Tokenizer(nn.Module):
 
     @property
     def vocab_size(self) -> int:
-        return self.quantizer.codebook_size
+        """Distinct ids one token can take: the prior's vocabulary."""
+        return self.quantizer.vocab_size
+
+    @property
+    def num_masks(self) -> int:
+        """Masks a token carries beside its id (MVQ with sampled masks), 0 for the other quantizers."""
+        return self.quantizer.num_masks if self.cfg.quantizer.has_masks else 0
 
     @property
     def tokens_per_image(self) -> int:
@@ -130,9 +136,20 @@ class Tokenizer(nn.Module):
         return self.decode_latents(q.z_q), q
 
     @torch.inference_mode()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.quantizer(self.latents(images)).indices
+    def encode(self, images: torch.Tensor, with_masks: bool = False):
+        """Token ids (B, T) int64; with_masks: (ids, masks (B, T) or None where the model has no masks)."""
+        q = self.quantizer(self.latents(images))
+        return (q.indices, q.masks) if with_masks else q.indices
 
     @torch.inference_mode()
-    def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.decode_latents(self.quantizer.indices_to_codes(indices)).clamp(-1, 1)
+    def decode(self, indices: torch.Tensor, masks: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, mask_temperature: float = 1.0,
+               mask_sampling: str = "learned") -> torch.Tensor:
+        """Images in [-1, 1] for token ids (B, T). MVQ with sampled masks uses `masks` (B, T) when given
+        (exact reconstruction of encoded images) and draws them otherwise (see MVQ.sample_masks)."""
+        if self.num_masks:
+            codes = self.quantizer.indices_to_codes(indices, masks, generator=generator,
+                                                    temperature=mask_temperature, sampling=mask_sampling)
+        else:
+            codes = self.quantizer.indices_to_codes(indices)
+        return self.decode_latents(codes).clamp(-1, 1)

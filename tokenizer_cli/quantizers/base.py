@@ -14,6 +14,7 @@ class QuantizerOutput:
     loss: torch.Tensor  # scalar auxiliary loss (0 where none)
     usage: float  # fraction of the vocabulary used in this batch
     perplexity: float  # exp(entropy) of the token histogram in this batch
+    masks: torch.Tensor | None = None  # (B, T) int64 winning mask of each token (MVQ with sampled masks only)
 
 
 def usage_stats(indices: torch.Tensor, vocab_size: int) -> tuple[float, float]:

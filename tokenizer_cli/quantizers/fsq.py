@@ -25,7 +25,7 @@ class FSQ(nn.Module):
         self.register_buffer("levels", levels_t, persistent=False)
         self.register_buffer("basis", torch.cumprod(torch.tensor([1] + levels[:-1]), 0), persistent=False)
         self.dim = len(levels)
-        self.codebook_size = int(levels_t.prod())
+        self.vocab_size = int(levels_t.prod())  # the implicit codebook
 
     def bound(self, z: torch.Tensor) -> torch.Tensor:
         levels = self.levels.to(z.dtype)
@@ -53,5 +53,5 @@ class FSQ(nn.Module):
         # Rounding in float32 keeps indices exact under bf16/fp16 autocast.
         z_q = self.quantize(z.float())
         indices = self.codes_to_indices(z_q)
-        usage, perplexity = usage_stats(indices, self.codebook_size)
+        usage, perplexity = usage_stats(indices, self.vocab_size)
         return QuantizerOutput(z_q.to(z.dtype), indices, z.new_zeros(()), usage, perplexity)

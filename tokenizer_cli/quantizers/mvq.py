@@ -1,138 +1,133 @@
-"""Masked Vector Quantization (Nguyen et al. 2023, https://arxiv.org/abs/2301.06626).
+"""Masked Vector Quantization, the paper's reading (Nguyen et al. 2023, https://arxiv.org/abs/2301.06626).
 
-Each of the K code vectors c_k is expanded by a small shared mask network into M
-hypotheses, one per nonzero binary mask m of length g (M = 2^g - 1):
+A token is a code id k in [0, K): the token vocabulary, and the prior's, is K. Each code vector c_k has
+M = 2^g - 1 hypotheses h_{k,m} made by the mask network (masks.py); the mask m is a stochastic
+hypothesis around the code, not part of the token. This follows the author's released MH-Dropout code
+(dngu7/multiple-hypothesis-dropout, dngu7/honeyplotnet): a random subset of the masks each training
+step, the nearest hypothesis in the subset wins, only the winner is trained, and the reconstruction
+loss reaches the mask network through the winner.
 
-    mu_k, sigma_k = pre(c_k)                       # mu: (H,), sigma: (g,)
-    h_{k,m}       = c_k + out(mu_k + var(m * sigma_k))
-
-so K*D codebook parameters plus one small network give K*M quantization points; the
-token id of h_{k,m} is k*M + m. Encoding is the deterministic nearest hypothesis.
-Training follows Multiple Hypotheses Dropout (stochastic winner-takes-all): each latent
-sees a random subset of the masks, only the nearest hypothesis in that subset (the
-winner) gets the codebook and commitment gradient, and the encoder gets the
-straight-through gradient. Two departures from a literal reading of the paper, kept
-because they train better here: mu lives in the hidden width H (not R^g), and the
-hypotheses are residuals around c_k, so a dead code restarted at an encoder output
-brings all of its hypotheses next to the data.
+- Encoding takes the nearest of all K*M hypotheses and returns its code id as the token and its mask
+  beside it, so decoding with the stored masks is exact.
+- Decoding without masks (every prior sample) draws them: from p(m | k), the EMA of how often mask m
+  won for code k in training (learned), or uniformly, with a temperature and a generator.
+- mask_scope "token": every latent has its own mask subset and winner; "image": one subset and one
+  winning mask per image, shared by all of its tokens (as honeyplotnet does).
+- gradient "winner": z_q has the value of the winning hypothesis, the encoder gets the straight-through
+  gradient and the hypothesis (codebook and mask network) gets the decoder's gradient as well;
+  "straight-through": the decoder's gradient stops at z_q, as in VQ-VAE.
 """
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .base import (
-    QuantizerOutput,
-    all_reduce_sum,
-    broadcast_from_rank0,
-    dead_codes,
-    sample_rows,
-    update_usage,
-    usage_stats,
-)
+from ..config import MASK_GRADIENTS as GRADIENTS
+from ..config import MASK_SCOPES
+from .base import QuantizerOutput, all_reduce_sum, update_usage, usage_stats
+from .masks import MaskedCodebook, random_subset
+
+MASK_SAMPLING = ("learned", "uniform")
 
 
-def mask_configurations(bits: int, count: int) -> torch.Tensor:
-    """The first `count` nonzero binary masks of length `bits`, fewest ones first: (count, bits)."""
-    masks = [m for m in itertools.product((0, 1), repeat=bits) if any(m)]
-    masks.sort(key=lambda m: (sum(m), tuple(reversed(m))))
-    return torch.tensor(masks[:count], dtype=torch.float32)
+class MVQ(MaskedCodebook):
+    kind = "mvq"
 
+    def __init__(self, num_codes: int, dim: int, mask_bits: int = 4, num_masks: int = 0, hidden: int = 64,
+                 subset_ratio: float = 0.5, beta: float = 0.25, dead_threshold: float = 0.03,
+                 form: str = "residual", mask_scope: str = "token", gradient: str = "winner"):
+        super().__init__(num_codes, dim, mask_bits, num_masks, hidden, subset_ratio, beta, dead_threshold, form)
+        if mask_scope not in MASK_SCOPES:
+            raise ValueError(f"mask scope must be one of {MASK_SCOPES}, got {mask_scope!r}")
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        self.mask_scope, self.gradient = mask_scope, gradient
+        self.vocab_size = num_codes
+        self.register_buffer("mask_counts", torch.ones(num_codes, self.num_masks))  # (K, M) EMA wins: p(m | k)
 
-class MVQ(nn.Module):
-    def __init__(
-        self,
-        codebook_size: int,
-        dim: int,
-        mask_bits: int = 4,
-        num_masks: int = 0,
-        hidden: int = 64,
-        subset_ratio: float = 1.0,
-        winner: str = "all",
-        beta: float = 0.25,
-        dead_threshold: float = 0.03,
-    ):
-        super().__init__()
-        self.num_codes, self.dim, self.mask_bits = codebook_size, dim, mask_bits
-        self.num_masks = num_masks if 0 < num_masks <= 2**mask_bits - 1 else 2**mask_bits - 1
-        self.hidden, self.subset_ratio, self.beta, self.dead_threshold = hidden, subset_ratio, beta, dead_threshold
-        self.winner = winner  # training only; encoding always takes the nearest of all K*M hypotheses
-        self.codebook_size = self.num_codes * self.num_masks  # token vocabulary K*M
+    def on_restart(self, dead: torch.Tensor) -> None:
+        self.mask_counts[dead] = self.mask_counts[dead].mean(1, keepdim=True).clamp_min(1e-3)
 
-        self.codebook = nn.Parameter(torch.randn(codebook_size, dim))  # (K, D)
-        self.pre = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden + mask_bits))
-        self.var = nn.Linear(mask_bits, hidden)
-        self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dim))
-        self.register_buffer("masks", mask_configurations(mask_bits, self.num_masks), persistent=False)  # (M, g)
-        self.register_buffer("usage", torch.ones(codebook_size))  # EMA hits per code vector
-        self.register_buffer("initted", torch.tensor(False))
+    def mask_probs(self) -> torch.Tensor:
+        """p(m | k), (K, M): how often each mask won for each code in training (EMA)."""
+        counts = self.mask_counts.clamp_min(0) + 1e-6
+        return counts / counts.sum(1, keepdim=True)
 
-    def expand(self, codes: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """Hypotheses of code vectors (K, D) under masks (M, g) -> (K, M, D).
+    def sample_masks(self, indices: torch.Tensor, generator: torch.Generator | None = None,
+                     temperature: float = 1.0, sampling: str = "learned") -> torch.Tensor:
+        """Masks (B, T) int64 for code ids (B, T): drawn from p(m | k) ("learned") or uniformly.
 
-        Masks may be fractional: a blend of two configurations interpolates between them.
+        temperature 0 takes the most likely mask; with mask_scope "image" one mask is drawn per image,
+        from the product of p(m | k_t) over its tokens.
         """
-        mu, sigma = self.pre(codes).split([self.hidden, self.mask_bits], dim=-1)  # (K, H), (K, g)
-        spread = self.var(masks[None] * sigma[:, None])  # (K, M, H)
-        return codes[:, None] + self.out(mu[:, None] + spread)
+        if sampling not in MASK_SAMPLING:
+            raise ValueError(f"mask sampling must be one of {MASK_SAMPLING}, got {sampling!r}")
+        if not temperature >= 0:
+            raise ValueError(f"mask temperature must be >= 0, got {temperature!r}")
+        b, t = indices.shape
+        if sampling == "uniform":
+            logp = torch.zeros(b, t, self.num_masks, device=indices.device)
+        else:
+            logp = self.mask_probs().log()[indices]  # (B, T, M)
+        if self.mask_scope == "image":
+            logp = logp.sum(1, keepdim=True)  # (B, 1, M)
+        if temperature == 0:
+            masks = logp.argmax(-1)
+        else:
+            probs = F.softmax(logp / temperature, dim=-1)
+            masks = torch.multinomial(probs.reshape(-1, self.num_masks), 1, generator=generator).view(logp.shape[:2])
+        return masks.expand(b, t).contiguous()
 
-    def hypotheses(self) -> torch.Tensor:
-        """All K*M quantization points, (K, M, D); they depend only on parameters."""
-        return self.expand(self.codebook, self.masks)
+    def indices_to_codes(self, indices: torch.Tensor, masks: torch.Tensor | None = None,
+                         generator: torch.Generator | None = None, temperature: float = 1.0,
+                         sampling: str = "learned") -> torch.Tensor:
+        """Latents (B, T, D) of code ids (B, T) under masks (B, T), drawn when not given."""
+        if masks is None:
+            masks = self.sample_masks(indices, generator, temperature, sampling)
+        flat_ids = indices * self.num_masks + masks.to(indices.device)
+        return F.embedding(flat_ids, self.hypotheses().reshape(-1, self.dim))
 
-    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        return F.embedding(indices, self.hypotheses().reshape(-1, self.dim))
-
-    def _subset_mask(self, n: int, device: torch.device) -> torch.Tensor:
-        """(n, M) bool: the masks each latent may use this step (MH-Dropout)."""
-        keep = max(1, round(self.subset_ratio * self.num_masks))
-        if keep >= self.num_masks:
-            return torch.ones(n, self.num_masks, dtype=torch.bool, device=device)
-        order = torch.rand(n, self.num_masks, device=device).argsort(dim=1)[:, :keep]
-        return torch.zeros(n, self.num_masks, dtype=torch.bool, device=device).scatter_(1, order, True)
-
-    @torch.no_grad()
-    def _init_from(self, flat: torch.Tensor) -> None:
-        self.codebook.copy_(broadcast_from_rank0(sample_rows(flat, self.num_codes)))
-        self.initted.fill_(True)
-
-    @torch.no_grad()
-    def _restart_dead(self, flat: torch.Tensor) -> None:
-        """Move codes that stopped winning onto current encoder outputs (before the graph is built)."""
-        dead = dead_codes(self.usage, self.dead_threshold)
-        if dead.any():
-            self.codebook[dead] = broadcast_from_rank0(sample_rows(flat, int(dead.sum())))
-            self.usage[dead] = self.usage.mean()
+    def _winners(self, dist: torch.Tensor, b: int, t: int, allowed: torch.Tensor | None):
+        """(code ids, masks), each (N,), of the nearest hypotheses in dist (N, K, M) among `allowed` masks."""
+        k_count, m_count = self.num_codes, self.num_masks
+        if self.mask_scope == "image":
+            per_mask = dist.view(b, t, k_count, m_count).amin(2).sum(1)  # (B, M): cost of an image under mask m
+            if allowed is not None:
+                per_mask = per_mask.masked_fill(~allowed, float("inf"))
+            masks = per_mask.argmin(1).repeat_interleave(t)  # (N,)
+            codes = dist.gather(2, masks.view(-1, 1, 1).expand(-1, k_count, 1)).squeeze(2).argmin(1)  # (N,)
+            return codes, masks
+        if allowed is not None:
+            dist = dist.masked_fill(~allowed[:, None, :], float("inf"))
+        flat = dist.view(dist.shape[0], -1).argmin(1)  # (N,)
+        return flat // m_count, flat % m_count
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         b, t, d = z.shape
         flat = z.reshape(-1, d).float()
         if self.training:
-            if bool(self.initted):
-                self._restart_dead(flat.detach())
-            else:
-                self._init_from(flat.detach())
-        points = self.hypotheses().reshape(-1, d)  # (K*M, D)
-        dist = (flat.detach().pow(2).sum(1, keepdim=True) - 2 * flat.detach() @ points.detach().t()
-                + points.detach().pow(2).sum(1)[None])  # (N, K*M)
+            self.prepare(flat.detach())
+        points = self.hypotheses()  # (K, M, D)
+        dist = self.distances(flat, points)  # (N, K, M)
+        codes, masks = self._winners(dist, b, t, None)  # deterministic: what encoding stores
         if self.training:
-            allowed = self._subset_mask(flat.shape[0], z.device)  # (N, M)
-            dist = dist.view(-1, self.num_codes, self.num_masks).masked_fill(~allowed[:, None, :], float("inf"))
-            if self.winner == "code":  # the nearest code vector c_k first, then the nearest of its sampled masks
-                nearest = torch.cdist(flat.detach(), self.codebook.detach()).argmin(1)  # (N,)
-                other = torch.arange(self.num_codes, device=z.device)[None] != nearest[:, None]  # (N, K)
-                dist = dist.masked_fill(other[:, :, None], float("inf"))
-            dist = dist.view(flat.shape[0], -1)
-        indices = dist.argmin(1)  # (N,)
-        chosen = points[indices]  # only the winners get codebook gradient
+            rows = b if self.mask_scope == "image" else flat.shape[0]
+            allowed = random_subset(rows, self.subset_size, self.num_masks, z.device)  # MH-Dropout
+            win_codes, win_masks = self._winners(dist, b, t, allowed)
+            hits = torch.zeros(self.num_codes * self.num_masks, device=z.device)
+            hits.index_add_(0, codes * self.num_masks + masks, torch.ones_like(codes, dtype=hits.dtype))
+            hits = all_reduce_sum(hits).view(self.num_codes, self.num_masks)
+            update_usage(self.usage, hits.sum(1))
+            update_usage(self.mask_counts, hits)
+        else:
+            win_codes, win_masks = codes, masks
+        chosen = points[win_codes, win_masks]  # (N, D); only the winners are trained
         loss = F.mse_loss(chosen, flat.detach()) + self.beta * F.mse_loss(flat, chosen.detach())
-        if self.training:
-            counts = torch.bincount(indices // self.num_masks, minlength=self.num_codes).float()
-            update_usage(self.usage, all_reduce_sum(counts))
-        z_q = flat + (chosen - flat).detach()
-        usage, perplexity = usage_stats(indices, self.codebook_size)
-        return QuantizerOutput(z_q.view(b, t, d).to(z.dtype), indices.view(b, t), loss, usage, perplexity)
+        if self.gradient == "winner":
+            z_q = chosen + (flat - flat.detach())  # value of the winner; encoder: straight-through; winner: decoder grad
+        else:
+            z_q = flat + (chosen - flat).detach()
+        usage, perplexity = usage_stats(win_codes, self.vocab_size)
+        return QuantizerOutput(z_q.view(b, t, d).to(z.dtype), win_codes.view(b, t), loss, usage, perplexity,
+                               masks=win_masks.view(b, t))

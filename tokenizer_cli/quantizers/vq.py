@@ -27,7 +27,7 @@ from .base import (
 class VQ(nn.Module):
     def __init__(
         self,
-        codebook_size: int,
+        num_codes: int,
         dim: int,
         beta: float = 0.25,
         decay: float = 0.99,
@@ -35,12 +35,13 @@ class VQ(nn.Module):
         eps: float = 1e-5,
     ):
         super().__init__()
-        self.codebook_size, self.dim = codebook_size, dim
+        self.num_codes, self.dim = num_codes, dim
+        self.vocab_size = num_codes  # a token is a code id
         self.beta, self.decay, self.dead_threshold, self.eps = beta, decay, dead_threshold, eps
-        self.register_buffer("codebook", torch.randn(codebook_size, dim))  # (K, D)
-        self.register_buffer("cluster_size", torch.ones(codebook_size))  # EMA of assignments per code
+        self.register_buffer("codebook", torch.randn(num_codes, dim))  # (K, D)
+        self.register_buffer("cluster_size", torch.ones(num_codes))  # EMA of assignments per code
         self.register_buffer("embed_sum", self.codebook.clone())  # EMA of the sum of assigned latents
-        self.register_buffer("usage", torch.ones(codebook_size))  # EMA of hits, for dead-code restarts
+        self.register_buffer("usage", torch.ones(num_codes))  # EMA of hits, for dead-code restarts
         self.register_buffer("initted", torch.tensor(False))
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
@@ -51,20 +52,20 @@ class VQ(nn.Module):
 
     @torch.no_grad()
     def _init_from(self, flat: torch.Tensor) -> None:
-        self.codebook.copy_(broadcast_from_rank0(sample_rows(flat, self.codebook_size)))
+        self.codebook.copy_(broadcast_from_rank0(sample_rows(flat, self.num_codes)))
         self.embed_sum.copy_(self.codebook)
         self.cluster_size.fill_(1.0)
         self.initted.fill_(True)
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
-        onehot = F.one_hot(indices, self.codebook_size).to(flat.dtype)  # (N, K)
+        onehot = F.one_hot(indices, self.num_codes).to(flat.dtype)  # (N, K)
         counts = all_reduce_sum(onehot.sum(0))
         sums = all_reduce_sum(onehot.t() @ flat)  # (K, D)
         self.cluster_size.lerp_(counts, 1 - self.decay)
         self.embed_sum.lerp_(sums, 1 - self.decay)
         n = self.cluster_size.sum()
-        smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
+        smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
         self.codebook.copy_(self.embed_sum / smoothed[:, None])
 
         update_usage(self.usage, counts)
@@ -87,5 +88,5 @@ class VQ(nn.Module):
             self._ema_update(flat.detach(), indices)
         loss = self.beta * F.mse_loss(flat, z_q.detach())
         z_q = flat + (z_q - flat).detach()
-        usage, perplexity = usage_stats(indices, self.codebook_size)
+        usage, perplexity = usage_stats(indices, self.num_codes)
         return QuantizerOutput(z_q.view(b, t, d).to(z.dtype), indices.view(b, t), loss, usage, perplexity)
