@@ -12,10 +12,12 @@ from tokenizer_cli.config import QuantizerConfig, TokenizerConfig
 from tokenizer_cli.hub import save_pipeline
 from tokenizer_cli.models import Tokenizer
 
+torch.set_num_threads(1)  # tiny models: a second thread on a two-core machine costs more than it gives
+
 
 def tiny_tokenizer(kind: str = "mvq", tokens: int = 2, image_size: int = 28, channels: int = 1) -> Tokenizer:
     torch.manual_seed(0)
-    q = QuantizerConfig(kind=kind, dim=4, codebook_size=4, mask_bits=2, levels=[3, 3, 2, 2])
+    q = QuantizerConfig(kind=kind, dim=4, num_codes=4, mask_bits=2, levels=[3, 3, 2, 2])
     cfg = TokenizerConfig(image_size=image_size, channels=channels, tokens=tokens, base_channels=4, quantizer=q)
     model = Tokenizer(cfg)
     model.train()
@@ -72,7 +74,7 @@ def vq_baseline_with_prior(tmp_path):
     from tokenizer_cli.config import QuantizerConfig, TokenizerConfig
 
     torch.manual_seed(0)
-    q = QuantizerConfig(kind="vq", dim=4, codebook_size=4)
+    q = QuantizerConfig(kind="vq", dim=4, num_codes=4)
     tok = Tokenizer(TokenizerConfig(tokens=49, layout="grid", base_channels=4, quantizer=q)).eval()
     folder = tmp_path / "tiny-vq-grid"
     save_pipeline(folder, tok, tiny_prior(4, 49))

@@ -18,7 +18,8 @@ def test_encode_then_decode_round_trip(runner, model_dir, image_dir, tmp_path):
     tokens = np.load(out)
     manifest = json.loads((tmp_path / "tokens.json").read_text())
     assert tokens.shape == (4, 2) and tokens.dtype == np.uint8
-    assert manifest["rows"] == 4 and manifest["vocab_size"] == 12 and manifest["tokens_per_image"] == 2
+    assert manifest["rows"] == 4 and manifest["vocab_size"] == 4 and manifest["tokens_per_image"] == 2
+    assert manifest["num_masks"] == 3 and np.load(tmp_path / manifest["masks_file"]).shape == (4, 2)
     assert [s.rsplit("/", 1)[-1] for s in manifest["sources"]] == ["a.png", "b.jpg", "c.png", "d.gif"]
     assert manifest["skipped"] == []
 
@@ -194,3 +195,44 @@ def test_killed_encode_leaves_no_output(model_dir, tmp_path):
     proc.wait()
     leftovers = list(out.parent.iterdir()) if out.parent.exists() else []
     assert leftovers == []
+
+
+def test_sampled_masks_make_decoding_exact_and_draws_follow_the_seed(runner, model_dir, image_dir, tmp_path):
+    from tokenizer_cli.data import load_image
+    from tokenizer_cli.hub import load_pipeline
+    import torch
+
+    out = tmp_path / "t.npy"
+    assert run(runner, "encode", image_dir / "a.png", out, "--model", model_dir, "--device", "cpu").exit_code == 0
+    pipe = load_pipeline(str(model_dir))
+    x = torch.from_numpy(load_image(image_dir / "a.png", 28, 1))[None]
+    with torch.no_grad():
+        direct = pipe.tokenizer(x)[0].clamp(-1, 1)  # eval mode: the nearest hypothesis, as encoding stored it
+    decoded = {}
+    for name, extra in (("stored", []), ("seed1", ["--ignore-masks", "--seed", "1"]),
+                        ("seed1b", ["--ignore-masks", "--seed", "1"]), ("seed2", ["--ignore-masks", "--seed", "2"])):
+        res = run(runner, "decode", out, tmp_path / name, "--model", model_dir, "--device", "cpu", *extra)
+        assert res.exit_code == 0, res.output
+        decoded[name] = np.asarray(Image.open(tmp_path / name / "00000.png")).astype(float) / 127.5 - 1
+    assert np.abs(decoded["stored"] - direct[0, 0].numpy()).max() < 0.01
+    assert np.array_equal(decoded["seed1"], decoded["seed1b"])
+    assert not np.array_equal(decoded["seed1"], decoded["seed2"])
+
+
+def test_tokens_never_meet_another_tokenizer_silently(runner, model_dir, image_dir, tmp_path):
+    from conftest import tiny_tokenizer
+    from tokenizer_cli.hub import save_pipeline
+
+    other = save_pipeline(tmp_path / "other", tiny_tokenizer("vq"))
+    out = tmp_path / "t.npy"
+    assert run(runner, "encode", image_dir, out, "--model", model_dir, "--device", "cpu").exit_code == 0
+    res = run(runner, "decode", out, tmp_path / "d", "--model", other, "--device", "cpu")
+    assert res.exit_code == 1 and "was written by tokenizer" in res.stderr and str(other) in res.stderr
+    assert not (tmp_path / "d").exists()
+    res = run(runner, "decode", out, tmp_path / "d", "--model", other, "--device", "cpu", "--force")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((tmp_path / "t.json").read_text())
+    manifest["rows"] = 3  # the manifest of another run beside these tokens
+    (tmp_path / "t.json").write_text(json.dumps(manifest))
+    res = run(runner, "decode", out, tmp_path / "d2", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 1 and "do not belong together" in res.stderr

@@ -6,7 +6,11 @@ from tokenizer_cli.cli.app import app
 from tokenizer_cli.hub import load_pipeline
 
 
-def test_explore_grid_shows_every_mask(runner, model_dir, tmp_path):
+def test_explore_grid_shows_every_mask(runner, tmp_path):
+    from conftest import tiny_tokenizer
+    from tokenizer_cli.hub import save_pipeline
+
+    model_dir = save_pipeline(tmp_path / "joint", tiny_tokenizer("mvq-joint"))
     out = tmp_path / "e.png"
     res = runner.invoke(app, ["explore", "--model", str(model_dir), "--code", "1", "--out", str(out),
                               "--blend", "0,2", "--steps", "4", "--device", "cpu"])
@@ -33,3 +37,20 @@ def test_explore_rejects_non_mvq_and_bad_codes(runner, tmp_path):
     assert res.exit_code == 1 and "--code" in res.stderr
     res = runner.invoke(app, ["explore", "--model", str(tmp_path / "mvq"), "--blend", "0,7", "--out", str(tmp_path / "e.png")])
     assert res.exit_code == 1 and "--blend" in res.stderr
+
+
+def test_explore_of_sampled_masks_adds_a_row_of_drawn_masks(runner, model_dir, tmp_path):
+    out = tmp_path / "e.png"
+    res = runner.invoke(app, ["explore", "--model", str(model_dir), "--code", "1", "--out", str(out),
+                              "--draws", "5", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    grid = np.asarray(Image.open(out))
+    cols, rows = 5, 3  # max(M=3 masks, 5 draws); T=2 positions + 1 row of draws
+    assert grid.shape[:2] == (rows * 28 + (rows + 1) * 2, cols * 28 + (cols + 1) * 2)
+    pipe = load_pipeline(str(model_dir))
+    base = torch.zeros(1, 2, dtype=torch.long)
+    for seed in (0, 4):  # the last row decodes token 0 everywhere under seed s
+        expect = pipe.tokenizer.decode(base, generator=torch.Generator().manual_seed(seed))[0, 0]
+        x = 2 + seed * 30
+        tile = grid[2 + 2 * 30 : 2 + 2 * 30 + 28, x : x + 28].astype(float) / 127.5 - 1
+        assert np.abs(tile - expect.numpy()).max() < 0.02

@@ -65,7 +65,7 @@ def test_dry_run_plans_the_whole_grid_with_shared_settings(compare, tmp_path):
     assert res.returncode == 0, res.stderr
     plan = planned(res.stdout)
     specs = compare.grid(28)
-    assert len(specs) == 18
+    assert len(specs) == 34  # 2 T x 3 K x (MVQ sampled, MVQ joint, VQ same K, VQ and FSQ same vocabulary) + 4
     runs = {f"{s.name}-s{seed}" for s in specs for seed in (0, 1)}
     assert set(plan) - {""} == runs
     for name in runs:
@@ -84,7 +84,9 @@ def test_dry_run_plans_the_whole_grid_with_shared_settings(compare, tmp_path):
     keys_prior = ("--steps", "--layers", "--heads", "--width", "--seed", "--data")
     pairs = compare.comparisons(specs)
     assert {ax for ax, _, _ in pairs} == {"same K", "same vocabulary"}
-    assert len(pairs) == 12  # 2 T x (2 same-K VQ + 2 same-vocabulary VQ + 2 same-vocabulary FSQ)
+    # 2 T x 3 K x (sampled vs VQ, joint vs VQ at the same K; joint vs VQ and FSQ at the same vocabulary),
+    # and MVQ sampled at T=16 against the 16-token VQ with the same K
+    assert len(pairs) == 25
     for axis, m, b in pairs:
         assert m.tokens == b.tokens
         assert (m.K == b.K) if axis == "same K" else (m.vocab == b.vocab)
@@ -96,7 +98,10 @@ def test_dry_run_plans_the_whole_grid_with_shared_settings(compare, tmp_path):
             assert [qm[k] for k in keys_prior] == [qb[k] for k in keys_prior], (m.name, b.name)
     # the vocabulary each command asks for
     mvq = options(plan["mvq-k16g4-t5-s0"]["tokenizer"])
-    assert (mvq["--quantizer"], mvq["--codebook-size"], mvq["--mask-bits"], mvq["--tokens"]) == ("mvq", "16", "4", "5")
+    assert (mvq["--quantizer"], mvq["--num-codes"], mvq["--mask-bits"], mvq["--tokens"]) == ("mvq", "16", "4", "5")
+    joint = options(plan["mvqj-k64g4-t2-s0"]["tokenizer"])
+    assert (joint["--quantizer"], joint["--num-codes"]) == ("mvq-joint", "64")
+    assert options(plan["fsq-8x10x12-t2-s0"]["tokenizer"])["--levels"] == "8,10,12"
     assert options(plan["fsq-5x4x3-t2-s1"]["tokenizer"])["--levels"] == "5,4,3"
     grid49 = options(plan["vq-k16-grid49-s0"]["tokenizer"])
     assert (grid49["--layout"], grid49["--tokens"]) == ("grid", "49")
@@ -109,10 +114,10 @@ def test_dry_run_only_resume_skip_and_conflicts(compare, tmp_path):
     interrupted.mkdir(parents=True)
     (interrupted / "latest").write_text("step-0000100\n")
     done = out / "runs" / "mvq-k4g4-t2-s0"
-    cfg = {"training": {"steps": 1500, "batch_size": 128, "seed": 0, "data": "fashion-mnist"},
+    cfg = {"mvq_format": 2, "training": {"steps": 1500, "batch_size": 128, "seed": 0, "data": "fashion-mnist"},
            "metrics": {"mse": 0.1},
            "tokenizer": {"tokens": 2, "layout": "1d", "base_channels": 16, "image_size": 28, "channels": 1,
-                         "quantizer": {"kind": "mvq", "codebook_size": 4, "mask_bits": 4}}}
+                         "quantizer": {"kind": "mvq", "num_codes": 4, "mask_bits": 4}}}
     done.mkdir(parents=True)
     (done / "config.json").write_text(json.dumps(cfg))
     (done / "tokenizer.safetensors").write_bytes(b"x")
@@ -171,7 +176,7 @@ def test_grid_tokens_for_other_image_sizes(compare):
 def fake_rows(compare) -> list[dict]:
     rows = []
     specs = {s.name: s for s in compare.grid(28)}
-    values = {"mvq-k16g4-t2": (40.0, 0.1), "vq-k16-t2": (60.0, 0.1), "vq-k240-t2": (44.0, 0.11),
+    values = {"mvqj-k16g4-t2": (40.0, 0.1), "mvq-k16g4-t2": (45.0, 0.1), "vq-k16-t2": (60.0, 0.1), "vq-k240-t2": (44.0, 0.11),
               "fsq-8x6x5-t2": (50.0, 0.12), "vq-k16-t16": (30.0, 2.0), "vq-k16-grid49": (25.0, 6.0)}
     for name, (fd, ms) in values.items():
         s = specs[name]
@@ -191,12 +196,14 @@ def test_markdown_and_plots_from_fake_results(compare, tmp_path):
                 "feature_nets": "fd-fmnist-classifier", "fd_floor": "0.307", "bench_device": "cpu", "bench_threads": 1, "command": "python scripts/compare.py"}
     compare.write_markdown(tmp_path / "results.md", rows, specs, settings, ["vq-k4-t2-s0"])
     md = (tmp_path / "results.md").read_text()
-    assert "| mvq-k16g4-t2 | MVQ K=16, g=4 | 2 | 240 | 2 |" in md
+    assert "| mvqj-k16g4-t2 | MVQ joint K=16, g=4 | 2 | 240 | 2 |" in md
+    assert "| mvq-k16g4-t2 | MVQ sampled K=16, g=4 | 2 | 16 | 2 |" in md
     assert "40.5 ± 0.707" in md  # gen FD, mean ± std over the two seeds
     # same K: (40.5 - 60.5) / 60.5 = -33.1 %; same vocabulary vs VQ K=240: (40.5 - 44.5) / 44.5 = -9.0 %
-    assert "| 2 | MVQ K=16, g=4 | VQ K=16 | 240 / 16 | 40.5 ± 0.707 | 60.5 ± 0.707 | -33.1%" in md
-    assert "| 2 | MVQ K=16, g=4 | VQ K=240 | 240 / 240 |" in md and "-9.0%" in md
-    assert "| 2 | MVQ K=16, g=4 | FSQ 8x6x5 | 240 / 240 |" in md
+    assert "| 2 | MVQ joint K=16, g=4 | VQ K=16 | 240 / 16 | 40.5 ± 0.707 | 60.5 ± 0.707 | -33.1%" in md
+    assert "| 2 | MVQ joint K=16, g=4 | VQ K=240 | 240 / 240 |" in md and "-9.0%" in md
+    assert "| 2 | MVQ joint K=16, g=4 | FSQ 8x6x5 | 240 / 240 |" in md
+    assert "| 2 | MVQ sampled K=16, g=4 | VQ K=16 | 16 / 16 | 45.5 ± 0.707 | 60.5 ± 0.707 | -24.8%" in md
     assert "60.0x" in md  # grid49 sampling 6.0 ms vs 0.1 ms
     assert "features of `fd-fmnist-classifier`, real-vs-real floor 0.307" in md
     assert "Not complete" in md and "vq-k4-t2-s0" in md

@@ -99,5 +99,5 @@ def test_save_keeps_extra_sections_and_writes_no_temp_files(model_dir):
     save_pipeline(model_dir, tiny_tokenizer(), extra={"metrics": {"mse": 0.1}})
     save_pipeline(model_dir, tiny_tokenizer())
     cfg = json.loads((model_dir / "config.json").read_text())
-    assert cfg["metrics"] == {"mse": 0.1} and cfg["mvq_format"] == 1
+    assert cfg["metrics"] == {"mse": 0.1} and cfg["mvq_format"] == 2
     assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "tokenizer.safetensors"]

@@ -238,5 +238,5 @@ def test_generated_tokens_are_ordinary_tensors():
 
 
 def test_bad_config():
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="multiple"):
         Prior(PriorConfig(n_embd=30, n_head=4))

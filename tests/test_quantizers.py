@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from tokenizer_cli.config import QuantizerConfig
-from tokenizer_cli.quantizers import FSQ, MVQ, VQ, build_quantizer
-from tokenizer_cli.quantizers.mvq import mask_configurations
+from tokenizer_cli.quantizers import FSQ, VQ, JointMVQ, build_quantizer
+from tokenizer_cli.quantizers.masks import mask_configurations
 
 
 @pytest.mark.parametrize("levels", [[8, 6, 5], [5, 3], [8, 5, 5, 5], [7, 5, 5, 5, 5]])
@@ -23,17 +23,17 @@ def test_fsq_matches_vector_quantize_pytorch(levels):
 
 def test_fsq_implicit_codebook_is_a_bijection():
     fsq = FSQ([5, 3])
-    ids = torch.arange(fsq.codebook_size)
+    ids = torch.arange(fsq.vocab_size)
     codes = fsq.indices_to_codes(ids)
     assert torch.equal(fsq.codes_to_indices(codes), ids)
     assert codes.unique(dim=0).shape[0] == 15
     assert codes.abs().max() <= 1
 
 
-@pytest.mark.parametrize("kind", ["vq", "fsq", "mvq"])
+@pytest.mark.parametrize("kind", ["vq", "fsq", "mvq", "mvq-joint"])
 def test_index_code_round_trip(kind):
     torch.manual_seed(0)
-    q = build_quantizer(QuantizerConfig(kind=kind, dim=6, codebook_size=8, mask_bits=3, levels=[4, 3, 5]))
+    q = build_quantizer(QuantizerConfig(kind=kind, dim=6, num_codes=8, mask_bits=3, levels=[4, 3, 5]))
     d = q.dim if kind == "fsq" else 6
     z = torch.randn(3, 5, d)
     q.train()
@@ -41,13 +41,14 @@ def test_index_code_round_trip(kind):
     q.eval()
     out = q(z)
     assert out.indices.shape == (3, 5) and out.indices.dtype == torch.int64
-    assert out.indices.min() >= 0 and out.indices.max() < q.codebook_size
-    assert torch.allclose(q.indices_to_codes(out.indices), out.z_q, atol=1e-5)
+    assert out.indices.min() >= 0 and out.indices.max() < q.vocab_size
+    codes = q.indices_to_codes(out.indices) if out.masks is None else q.indices_to_codes(out.indices, out.masks)
+    assert torch.allclose(codes, out.z_q, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["vq", "fsq", "mvq"])
+@pytest.mark.parametrize("kind", ["vq", "fsq", "mvq", "mvq-joint"])
 def test_straight_through_gradient_reaches_encoder(kind):
-    q = build_quantizer(QuantizerConfig(kind=kind, dim=4, codebook_size=8, mask_bits=2, levels=[3, 3, 3, 3]))
+    q = build_quantizer(QuantizerConfig(kind=kind, dim=4, num_codes=8, mask_bits=2, levels=[3, 3, 3, 3]))
     z = torch.randn(2, 3, 4, requires_grad=True)
     out = q(z)
     (out.z_q.sum() + out.loss).backward()
@@ -56,7 +57,7 @@ def test_straight_through_gradient_reaches_encoder(kind):
 
 def test_vq_initialises_from_data_and_ema_moves_codes_toward_latents():
     torch.manual_seed(0)
-    vq = VQ(codebook_size=4, dim=2, decay=0.5, dead_threshold=0.0)
+    vq = VQ(num_codes=4, dim=2, decay=0.5, dead_threshold=0.0)
     z = torch.randn(1, 64, 2) + 10  # far away from the randn init
     vq.train()
     vq(z)
@@ -72,7 +73,7 @@ def test_vq_initialises_from_data_and_ema_moves_codes_toward_latents():
 
 def test_vq_revives_dead_codes():
     torch.manual_seed(0)
-    vq = VQ(codebook_size=16, dim=2, dead_threshold=0.5)
+    vq = VQ(num_codes=16, dim=2, dead_threshold=0.5)
     vq.train()
     cluster = torch.randn(1, 256, 2) * 0.01 + 5
     vq(torch.randn(1, 256, 2))  # init spread out
@@ -93,19 +94,19 @@ def test_mvq_mask_configurations():
     assert mask_configurations(4, 5).shape == (5, 4)
 
 
-def test_mvq_has_m_distinct_hypotheses_per_code():
+def test_joint_mvq_has_m_distinct_hypotheses_per_code():
     torch.manual_seed(0)
-    q = MVQ(codebook_size=5, dim=8, mask_bits=3)
+    q = JointMVQ(num_codes=5, dim=8, mask_bits=3)
     h = q.hypotheses()
-    assert q.num_masks == 7 and q.codebook_size == 35
+    assert q.num_masks == 7 and q.vocab_size == 35
     assert h.shape == (5, 7, 8)
     for k in range(5):
         assert torch.cdist(h[k], h[k]).add(torch.eye(7) * 1e9).min() > 1e-4
 
 
-def test_mvq_decode_of_encode_is_the_nearest_hypothesis():
+def test_joint_mvq_decode_of_encode_is_the_nearest_hypothesis():
     torch.manual_seed(0)
-    q = MVQ(codebook_size=6, dim=4, mask_bits=3).eval()
+    q = JointMVQ(num_codes=6, dim=4, mask_bits=3).eval()
     z = torch.randn(2, 10, 4)
     out = q(z)
     points = q.hypotheses().reshape(-1, 4)
@@ -114,9 +115,9 @@ def test_mvq_decode_of_encode_is_the_nearest_hypothesis():
     assert torch.allclose(q.indices_to_codes(out.indices).reshape(-1, 4), points[nearest], atol=1e-6)
 
 
-def test_mvq_only_the_winner_gets_codebook_gradient():
+def test_joint_mvq_only_the_winner_gets_codebook_gradient():
     torch.manual_seed(0)
-    q = MVQ(codebook_size=6, dim=4, mask_bits=2, subset_ratio=1.0)
+    q = JointMVQ(num_codes=6, dim=4, mask_bits=2, subset_ratio=1.0)
     q.initted.fill_(True)  # keep the random codebook
     q.train()
     z = q.hypotheses().detach()[2, 1][None, None] + 0.01  # a latent next to code 2
@@ -128,9 +129,9 @@ def test_mvq_only_the_winner_gets_codebook_gradient():
     assert torch.all(grad_rows[[0, 1, 3, 4, 5]] == 0)
 
 
-def test_mvq_training_uses_a_random_subset_of_masks():
+def test_joint_mvq_training_uses_a_random_subset_of_masks():
     torch.manual_seed(0)
-    q = MVQ(codebook_size=1, dim=4, mask_bits=4, subset_ratio=0.2)
+    q = JointMVQ(num_codes=1, dim=4, mask_bits=4, subset_ratio=0.2)
     q.initted.fill_(True)
     z = q.hypotheses().detach()[0, 0].expand(400, 4)[None]  # every latent sits on mask 0 of code 0
     q.train()
@@ -141,9 +142,9 @@ def test_mvq_training_uses_a_random_subset_of_masks():
     assert 0.1 < share < 0.35, "mask 0 should be in the sampled subset about 20% of the time"
 
 
-def test_mvq_code_first_winner_picks_among_the_nearest_code_vectors_masks():
+def test_joint_mvq_code_first_winner_picks_among_the_nearest_code_vectors_masks():
     torch.manual_seed(0)
-    q = MVQ(codebook_size=8, dim=4, mask_bits=3, winner="code")
+    q = JointMVQ(num_codes=8, dim=4, mask_bits=3, winner="code")
     q.initted.fill_(True)
     z = torch.randn(1, 300, 4) * 2
     q.train()
@@ -160,9 +161,9 @@ def test_mvq_code_first_winner_picks_among_the_nearest_code_vectors_masks():
     assert torch.equal(q(z).indices.reshape(-1), torch.cdist(z.reshape(-1, 4), points).argmin(1))
 
 
-def test_mvq_revives_dead_codes():
+def test_joint_mvq_revives_dead_codes():
     torch.manual_seed(0)
-    q = MVQ(codebook_size=8, dim=2, mask_bits=2, dead_threshold=0.5)
+    q = JointMVQ(num_codes=8, dim=2, mask_bits=2, dead_threshold=0.5)
     q.train()
     q(torch.randn(1, 64, 2))
     with torch.no_grad():

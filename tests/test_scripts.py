@@ -25,8 +25,8 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
 def test_half_weights_stores_float16_that_loads_and_decodes_the_same(model_with_prior):
     x = torch.rand(4, 1, 28, 28) * 2 - 1
     before = load_pipeline(str(model_with_prior))
-    ids = before.tokenizer.encode(x)
-    want_images, want_tokens = before.tokenizer.decode(ids), before.prior.generate(4, seed=1)
+    ids, masks = before.tokenizer.encode(x, with_masks=True)
+    want_images, want_tokens = before.tokenizer.decode(ids, masks), before.prior.generate(4, seed=1)
 
     res = run_script("half_weights.py", str(model_with_prior))
     assert res.returncode == 0, res.stderr
@@ -37,7 +37,7 @@ def test_half_weights_stores_float16_that_loads_and_decodes_the_same(model_with_
 
     after = load_pipeline(str(model_with_prior))
     assert next(after.tokenizer.parameters()).dtype == torch.float32  # cast back on load
-    assert torch.allclose(after.tokenizer.decode(ids), want_images, atol=2e-2)
+    assert torch.allclose(after.tokenizer.decode(ids, masks), want_images, atol=2e-2)
     assert (after.prior.generate(4, seed=1) == want_tokens).float().mean() > 0.5
 
 

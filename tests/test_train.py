@@ -26,7 +26,7 @@ def blobs(n=64, size=16, seed=0):
 
 def small_model(kind="mvq"):
     torch.manual_seed(0)
-    q = QuantizerConfig(kind=kind, dim=4, codebook_size=8, mask_bits=2, levels=[4, 4])
+    q = QuantizerConfig(kind=kind, dim=4, num_codes=8, mask_bits=2, levels=[4, 4])
     return Tokenizer(TokenizerConfig(image_size=16, channels=1, tokens=2, base_channels=4, quantizer=q))
 
 
@@ -103,12 +103,12 @@ def test_cli_train_measures_on_the_test_folder_beside_train(runner, tmp_path):
 
 def test_cli_train_rejects_bad_options(runner, tmp_path):
     res = runner.invoke(app, ["train", "tokenizer", str(tmp_path / "m"), "--quantizer", "pq", "--device", "cpu"])
-    assert res.exit_code == 1 and "quantizer kind" in res.stderr
+    assert res.exit_code == 2 and "--quantizer" in res.stderr and "must be one of" in res.stderr
     res = runner.invoke(app, ["train", "tokenizer", str(tmp_path / "m"), "--layout", "grid", "--tokens", "5",
                               "--device", "cpu"])
     assert res.exit_code == 1 and "grid layout" in res.stderr
     res = runner.invoke(app, ["train", "tokenizer", str(tmp_path / "m"), "--winner", "best", "--device", "cpu"])
-    assert res.exit_code == 1 and "mvq winner must be one of" in res.stderr and not (tmp_path / "m").exists()
+    assert res.exit_code == 2 and "--winner" in res.stderr and not (tmp_path / "m").exists()
 
 
 def test_kill_9_then_resume(tmp_path):
