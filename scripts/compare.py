@@ -52,7 +52,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizer_cli.cli.eval import weights_digest  # the same hash `mvq eval` stores
+from tokenizer_cli.hub import weights_digest  # the same hash `mvq eval` stores
 from tokenizer_cli.config import DEFAULT_SUBSET_RATIO, MASKED_KINDS, QuantizerConfig, tokenizer_config_of
 
 MASKED = MASKED_KINDS

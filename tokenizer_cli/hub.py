@@ -9,10 +9,8 @@ Nothing is ever unpickled.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +24,7 @@ if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --hel
     import torch
 
     from .models import Tokenizer
+    from .pipeline import Pipeline
 
 DEFAULT_MODEL = "mvq-fmnist-t2"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
@@ -39,23 +38,15 @@ class BadCheckpoint(Exception):
     """A model folder exists but its files cannot be loaded."""
 
 
-@dataclass
-class Pipeline:
-    tokenizer: Tokenizer
-    prior: torch.nn.Module | None
-    config: dict  # the whole config.json
-    source: str  # where it was loaded from (for manifests and messages)
-    folder: Path = field(default_factory=Path)
+def weights_digest(folder: Path) -> str:
+    """Short hash of a model folder's weight files, so a stale "eval" (weights retrained since) can be told apart."""
+    import hashlib
 
-    @property
-    def config_hash(self) -> str:
-        return config_hash({"tokenizer": self.config["tokenizer"], "prior": self.config.get("prior")})
-
-    @functools.cached_property
-    def tokenizer_id(self) -> str:
-        """What token files record to name the tokenizer that wrote them: a hash of its config and weights
-        (not of the prior, so a retrained prior leaves the tokens valid)."""
-        return tokenizer_digest(self.tokenizer)
+    h = hashlib.sha256()
+    for name in ("tokenizer.safetensors", "prior.safetensors"):
+        if (folder / name).is_file():
+            h.update((folder / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def tokenizer_digest(tokenizer: Tokenizer) -> str:
@@ -162,25 +153,10 @@ def load_weights(module: torch.nn.Module, file: Path, config_name: str = "config
 
 
 def load_pipeline(name: str, device: torch.device | str = "cpu", need_prior: bool = False) -> Pipeline:
-    from .models import Tokenizer
+    """`Pipeline.from_pretrained` under the name the commands use."""
+    from .pipeline import Pipeline
 
-    folder = resolve_model(name)
-    cfg = read_config(folder)
-    tok_cfg, prior_cfg = parse_config(folder, cfg)
-    tokenizer = Tokenizer(tok_cfg)
-    load_weights(tokenizer, folder / "tokenizer.safetensors")
-    prior = None
-    if prior_cfg is not None:
-        from .models.prior import Prior
-
-        prior = Prior(prior_cfg)
-        load_weights(prior, folder / "prior.safetensors")
-    elif need_prior:
-        raise BadCheckpoint(f"model {name!r} has no prior (train one with `mvq train prior`)")
-    tokenizer.to(device).eval()
-    if prior is not None:
-        prior.to(device).eval()
-    return Pipeline(tokenizer, prior, cfg, name, folder)
+    return Pipeline.from_pretrained(name, device=device, need_prior=need_prior)
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ at most one batch of images in memory whatever the number of images.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
@@ -62,3 +63,69 @@ def sample_tokens(prior, tokenizer, n: int, temperature: float = 1.0, top_k: int
         g = mask_generator(seed, ids.device)
         masks = tokenizer.quantizer.sample_masks(ids, g, mask_temperature, mask_sampling).cpu().numpy()
     return ids.cpu().numpy(), masks
+
+
+@torch.inference_mode()
+def encode_images(tokenizer, images: np.ndarray, batch_size: int = 500, device: torch.device | str = "cpu",
+                  on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Token ids (N, T) int64 of uint8 images (N, H, W[, C]), and their masks (N, T) where the model has masks."""
+    from .train import images_to_tensor
+
+    dev = torch.device(device)
+    tokenizer.to(dev).eval()
+    ids = np.empty((len(images), tokenizer.tokens_per_image), dtype=np.int64)
+    masks = np.empty_like(ids) if tokenizer.num_masks else None
+    for start in range(0, len(images), batch_size):
+        x = images_to_tensor(images[start : start + batch_size]).to(dev)
+        batch_ids, batch_masks = tokenizer.encode(x, with_masks=True)
+        ids[start : start + len(x)] = batch_ids.cpu().numpy()
+        if masks is not None:
+            masks[start : start + len(x)] = batch_masks.cpu().numpy()
+        if on_batch is not None:
+            on_batch(len(x))
+    return ids, masks
+
+
+@dataclass
+class EncodedSources:
+    ids: np.ndarray  # (N, T) token ids of the inputs that could be read, in input order
+    masks: np.ndarray | None  # (N, T) their masks (MVQ with sampled masks)
+    sources: list[str]  # the label of each row's input
+    skipped: list[dict]  # {"source", "reason"} of each unreadable input
+
+
+@torch.inference_mode()
+def encode_sources(tokenizer, sources: list, batch_size: int = 256, workers: int = 0, skip_bad: bool = False,
+                   device: torch.device | str = "cpu", on_batch: Callable[..., None] | None = None) -> EncodedSources:
+    """Encode image files and IDX rows (data.iter_sources) in batches, decoded by `workers` processes.
+
+    An unreadable input raises InputError, or with skip_bad is listed in `skipped` and left out."""
+    from .data import InputError, SourceDataset, collate_sources
+    from .tokenfile import smallest_dtype
+
+    dev = torch.device(device)
+    cfg = tokenizer.cfg
+    ids = np.zeros((len(sources), cfg.tokens), dtype=smallest_dtype(tokenizer.vocab_size))
+    masks = np.zeros((len(sources), cfg.tokens), dtype=smallest_dtype(tokenizer.num_masks)) \
+        if tokenizer.num_masks else None
+    ok = np.zeros(len(sources), dtype=bool)
+    skipped: list[dict] = []
+    loader = torch.utils.data.DataLoader(
+        SourceDataset(sources, cfg.image_size, cfg.channels), batch_size=batch_size, num_workers=workers,
+        collate_fn=collate_sources, pin_memory=dev.type == "cuda")
+    for indices, images, errors in loader:
+        if errors and not skip_bad:
+            raise InputError(f"{errors[0][1]} (pass --skip-bad to skip unreadable inputs)")
+        skipped += [{"source": sources[i].label(), "reason": msg} for i, msg in errors]
+        if len(indices):
+            batch_ids, batch_masks = tokenizer.encode(images.to(dev, non_blocking=True), with_masks=True)
+            ids[indices.numpy()] = batch_ids.cpu().numpy()
+            ok[indices.numpy()] = True
+            if masks is not None:
+                masks[indices.numpy()] = batch_masks.cpu().numpy()
+        if on_batch is not None:
+            on_batch(len(indices) + len(errors), skipped=len(skipped))
+    if not ok.any():
+        raise InputError(f"none of the {len(sources)} inputs could be read (first: {skipped[0]['reason']})")
+    return EncodedSources(ids[ok], None if masks is None else masks[ok],
+                          [src.label() for src, good in zip(sources, ok) if good], skipped)

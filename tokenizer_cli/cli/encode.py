@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from .. import data as data_io
 from ..hub import load_pipeline
-from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens, smallest_dtype
+from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
 from .common import DEFAULT_MODEL, BatchOpt, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, pick_device, progress_bar
 
 InputsArg = Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or IDX files, then OUT.npy.")]
@@ -26,7 +25,7 @@ def encode(
     inputs: InputsArg,
     model: ModelOpt = DEFAULT_MODEL,
     batch_size: BatchOpt = 256,
-    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="DataLoader worker processes for decoding images.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=0, max=64, help="DataLoader worker processes for decoding images.")] = 0,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable inputs (listed in the manifest) instead of stopping.")] = False,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
@@ -35,7 +34,7 @@ def encode(
 
     MVQ with sampled masks also writes OUT.masks.npy (N x T, the winning mask of every token), so that
     `mvq decode` reconstructs the images exactly."""
-    import torch
+    from ..inference import encode_sources
 
     if len(inputs) < 2:
         fail("give at least one input and the output file: mvq encode IMAGES... OUT.npy")
@@ -46,36 +45,14 @@ def encode(
     refuse_existing([out, manifest_path(out), masks_path(out)], overwrite)
     dev = pick_device(device)
     pipe = load_pipeline(model, dev)
-    cfg = pipe.tokenizer.cfg
+    tok = pipe.tokenizer
     sources = list(data_io.iter_sources(sources_in))
     if not sources:
         fail(f"no images found in {', '.join(sources_in)}")
-
-    tokens = np.zeros((len(sources), cfg.tokens), dtype=smallest_dtype(pipe.tokenizer.vocab_size))
-    num_masks = pipe.tokenizer.num_masks
-    masks = np.zeros((len(sources), cfg.tokens), dtype=smallest_dtype(num_masks)) if num_masks else None
-    ok = np.zeros(len(sources), dtype=bool)
-    skipped: list[dict] = []
-    loader = torch.utils.data.DataLoader(
-        data_io.SourceDataset(sources, cfg.image_size, cfg.channels), batch_size=batch_size,
-        num_workers=workers, collate_fn=data_io.collate_sources, pin_memory=dev.type == "cuda")
     with progress_bar("encode", len(sources)) as bar:
-        for indices, images, errors in loader:
-            if errors and not skip_bad:
-                fail(f"{errors[0][1]} (pass --skip-bad to skip unreadable inputs)")
-            skipped += [{"source": sources[i].label(), "reason": msg} for i, msg in errors]
-            if len(indices):
-                ids, ids_masks = pipe.tokenizer.encode(images.to(dev, non_blocking=True), with_masks=True)
-                tokens[indices.numpy()] = ids.cpu().numpy()
-                if masks is not None:
-                    masks[indices.numpy()] = ids_masks.cpu().numpy()
-                ok[indices.numpy()] = True
-            bar.advance(len(indices) + len(errors), skipped=len(skipped))
-    if not ok.any():
-        fail(f"none of the {len(sources)} inputs could be read (first: {skipped[0]['reason']})")
-    kept = [src.label() for src, good in zip(sources, ok) if good]
-    manifest = make_manifest(pipe.source, pipe.config_hash, cfg.tokens, pipe.tokenizer.vocab_size, kept, skipped,
-                             tokenizer_id=pipe.tokenizer_id, num_masks=num_masks)
-    save_tokens(out, tokens[ok], manifest, overwrite, masks=None if masks is None else masks[ok])
-    note = f", skipped {len(skipped)} (listed in {manifest_path(out)})" if skipped else ""
-    console.print(f"wrote {out}: {int(ok.sum())} images x {cfg.tokens} tokens{note}")
+        result = encode_sources(tok, sources, batch_size, workers, skip_bad, dev, on_batch=bar.advance)
+    manifest = make_manifest(pipe.source, pipe.config_hash, tok.tokens_per_image, tok.vocab_size, result.sources,
+                             result.skipped, tokenizer_id=pipe.tokenizer_id, num_masks=tok.num_masks)
+    save_tokens(out, result.ids, manifest, overwrite, masks=result.masks)
+    note = f", skipped {len(result.skipped)} (listed in {manifest_path(out)})" if result.skipped else ""
+    console.print(f"wrote {out}: {len(result.ids)} images x {tok.tokens_per_image} tokens{note}")

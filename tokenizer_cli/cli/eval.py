@@ -7,7 +7,6 @@ under "eval" (and its README.md) unless --no-write or the model is a read-only H
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import shlex
@@ -23,37 +22,25 @@ from rich.table import Table
 
 from .. import data as data_io
 from ..cards import model_card
-from ..hub import load_pipeline, read_config, shipped_root
+from ..datasets import FASHION, count_images, load_images
+from ..hub import load_pipeline, read_config, shipped_root, weights_digest
 from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, JsonOpt, ModelOpt, SeedOpt, console, fail, pick_device,
                      progress_bar)
 
 if TYPE_CHECKING:
     import torch
 
-FASHION = "fashion-mnist"
 REFERENCE_IMAGES = 10_000  # train images in the real-vs-real FD floor, when the feature net does not store it
 
 
 def load_eval_images(source: str, size: int, channels: int, limit: int | None) -> tuple[np.ndarray, str]:
     """(uint8 images (N, H, W) or (N, H, W, 3), a description) from the Fashion-MNIST test split or a folder."""
     if source == FASHION:
-        if size != 28 or channels != 1:
-            fail(f"{FASHION} is 28x28 grey but the model reads {size}x{size}x{channels} images: pass --data FOLDER")
-        images = data_io.load_fashion_mnist(split="test")[0][:limit]
+        images = load_images(source, "test", size, channels, limit)
         return images, f"{FASHION} test ({len(images):,} images)"
-    sources = list(itertools.islice(data_io.iter_sources([source]), limit))
-    with progress_bar(f"loading {source}", len(sources)) as bar:
-        images = data_io.load_uint8(sources, size, channels, bar.advance)
-    return images, f"{source} ({len(sources):,} images)"
-
-
-def weights_digest(folder: Path) -> str:
-    """Short hash of the model's weight files, so a stale "eval" (weights retrained since) can be told apart."""
-    h = hashlib.sha256()
-    for name in ("tokenizer.safetensors", "prior.safetensors"):
-        if (folder / name).is_file():
-            h.update((folder / name).read_bytes())
-    return h.hexdigest()[:16]
+    with progress_bar(f"loading {source}", count_images(source, limit)) as bar:
+        images = load_images(source, "", size, channels, limit, on_image=bar.advance)
+    return images, f"{source} ({len(images):,} images)"
 
 
 def reference_fd(net, info: dict, test_features: np.ndarray | None, batch_size: int, dev: torch.device) -> float | None:
@@ -64,7 +51,7 @@ def reference_fd(net, info: dict, test_features: np.ndarray | None, batch_size: 
         return float(info["fd_train_vs_test"])
     if test_features is None:
         return None
-    train = data_io.load_fashion_mnist(split="train")[0][:REFERENCE_IMAGES]
+    train = load_images(FASHION, "train", 28, 1, REFERENCE_IMAGES)
     with progress_bar("features of real train images", len(train)) as bar:
         train_features = extract_features(net, train, batch_size, dev, on_batch=bar.advance)
     return features_fd(train_features, test_features)

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
-from .. import data as data_io
 from ..cards import model_card
+from ..datasets import FASHION, count_images, fashion_labels, held_out_folder, load_images
 from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig, to_dict
 from ..hub import read_config, save_pipeline
-from .common import one_of, BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, inference_mode, pick_device, progress_bar
+from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, one_of, pick_device, progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
 
-FASHION = "fashion-mnist"
 DataOpt = Annotated[str, typer.Option("--data", help=f"'{FASHION}' (Debian dataset-fashion-mnist) or an image folder.")]
 OutArg = Annotated[Path, typer.Argument(help="Model folder to write (Hub layout: config.json, *.safetensors, README.md).")]
 StepsOpt = Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")]
@@ -35,17 +34,11 @@ PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | bf16 (aut
 
 
 def load_training_images(source: str, split: str, size: int, channels: int) -> np.ndarray:
-    """uint8 images (N, H, W) for grey or (N, H, W, 3) for colour."""
+    """uint8 images (N, H, W) for grey or (N, H, W, 3) for colour, with a progress bar for folders."""
     if source == FASHION:
-        images, _ = data_io.load_fashion_mnist(split=split)
-        if size != 28 or channels != 1:
-            fail(f"{FASHION} is 28x28 grey: use --image-size 28 --channels 1")
-        return images
-    sources = list(data_io.iter_sources([source]))
-    if not sources:
-        fail(f"no images found in {source}")
-    with progress_bar(f"loading {source}", len(sources)) as bar:
-        return data_io.load_uint8(sources, size, channels, bar.advance)
+        return load_images(source, split, size, channels)
+    with progress_bar(f"loading {source}", count_images(source)) as bar:
+        return load_images(source, split, size, channels, on_image=bar.advance)
 
 
 def _levels(text: str) -> list[int]:
@@ -165,10 +158,10 @@ def _evaluate(model: Tokenizer, data: str, train_images: np.ndarray, dev: torch.
     folder; on the training images themselves when there is none (and the card says so)."""
     from ..evaluate import reconstruction_metrics
 
-    held_out = Path(data).parent / "test" if Path(data).name == "train" else None
+    held_out = held_out_folder(data)
     if data == FASHION:
         images, what = load_training_images(data, "test", 28, 1), f"{FASHION} test"
-    elif held_out is not None and held_out.is_dir():
+    elif held_out is not None:
         images = load_training_images(str(held_out), "", model.cfg.image_size, model.cfg.channels)
         what = str(held_out)
     else:
@@ -177,21 +170,6 @@ def _evaluate(model: Tokenizer, data: str, train_images: np.ndarray, dev: torch.
         metrics = reconstruction_metrics(model, images, device=dev, on_batch=bar.advance)
     metrics["eval_data"] = f"{what} ({len(images):,} images)"
     return metrics
-
-
-@inference_mode
-def encode_array(tokenizer: Tokenizer, images: np.ndarray, dev: torch.device, batch_size: int = 500) -> np.ndarray:
-    """Token rows (N, T) int64 for uint8 images, with a progress bar."""
-    from ..train import images_to_tensor
-
-    out = np.empty((len(images), tokenizer.tokens_per_image), dtype=np.int64)
-    tokenizer.to(dev).eval()
-    with progress_bar("encode", len(images)) as bar:
-        for start in range(0, len(images), batch_size):
-            x = images_to_tensor(images[start : start + batch_size]).to(dev)
-            out[start : start + len(x)] = tokenizer.encode(x).cpu().numpy()
-            bar.advance(len(x))
-    return out
 
 
 @app.command("prior", no_args_is_help=True)
@@ -222,6 +200,7 @@ def prior(
     from ..hub import load_pipeline
     from ..models.prior import Prior
     from ..tokenfile import load_tokens, validate_tokens
+    from ..inference import encode_images
     from ..train import train_prior
 
     dev = pick_device(device)
@@ -240,12 +219,13 @@ def prior(
         source = str(tokens_file)
     else:
         images = load_training_images(data, "train", tok.cfg.image_size, tok.cfg.channels)
-        ids = encode_array(tok, images, dev)
+        with progress_bar("encode", len(images)) as bar:
+            ids, _ = encode_images(tok, images, device=dev, on_batch=bar.advance)
         source = data
         if classes:
             if data != FASHION:
                 fail("--classes is only available with --data fashion-mnist")
-            labels = data_io.load_fashion_mnist(split="train")[1]
+            labels = fashion_labels("train")
     pcfg = PriorConfig(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
                        n_embd=n_embd, num_classes=10 if classes else 0)
     torch.manual_seed(seed)

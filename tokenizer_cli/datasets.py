@@ -1,0 +1,50 @@
+"""Training and evaluation image sets: Fashion-MNIST (Debian's dataset-fashion-mnist) or an image folder.
+
+One function, `load_images`, serves `mvq train`, `mvq eval` and the scripts, so they read data one way.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import data as data_io
+from .data import InputError
+
+FASHION = "fashion-mnist"  # the name --data takes for Fashion-MNIST
+
+
+def load_images(source: str, split: str, size: int, channels: int, limit: int | None = None,
+                on_image: Callable[[], None] | None = None) -> np.ndarray:
+    """uint8 images (N, H, W) grey or (N, H, W, 3) colour: a Fashion-MNIST split ("train" | "test"), or every
+    image under a folder (`split` is ignored; pass the split's own folder)."""
+    if source == FASHION:
+        if size != 28 or channels != 1:
+            raise InputError(f"{FASHION} is 28x28 grey but {size}x{size}x{channels} images were asked for: "
+                             "use --image-size 28 --channels 1, or pass --data FOLDER")
+        return data_io.load_fashion_mnist(split=split)[0][:limit]
+    if not Path(source).exists():
+        raise InputError(f"{source}: no such folder (and not '{FASHION}')")
+    sources = list(itertools.islice(data_io.iter_sources([source]), limit))
+    if not sources:
+        raise InputError(f"no images found in {source}")
+    return data_io.load_uint8(sources, size, channels, on_image)
+
+
+def count_images(source: str, limit: int | None = None) -> int:
+    """How many images `load_images` will read from a folder (for progress bars)."""
+    return sum(1 for _ in itertools.islice(data_io.iter_sources([source]), limit))
+
+
+def held_out_folder(source: str) -> Path | None:
+    """The `test` folder beside a `train` folder, where there is one."""
+    p = Path(source)
+    held = p.parent / "test" if p.name == "train" else None
+    return held if held is not None and held.is_dir() else None
+
+
+def fashion_labels(split: str) -> np.ndarray:
+    return data_io.load_fashion_mnist(split=split)[1]
