@@ -578,6 +578,28 @@ def write_markdown(path: Path, rows: list[dict], specs: list[Spec], settings: di
                              f"{fmt([r['ms_per_image_b64'] for r in mr], '.3g')} | {b.describe} | {b.tokens} | "
                              f"{fmt([r['generation_fd'] for r in br], '.3g')} | "
                              f"{fmt([r['ms_per_image_b64'] for r in br], '.3g')} | {speed} | {good} |")
+    means = {name: {k: mean_std([r[k] for r in rs])[0] for k in ("generation_fd", "ms_per_image_b64", "ms_per_image_b1")}
+             for name, rs in groups.items()}
+    if long:
+        lines += ["", "## Speed-up at equal quality (token sampling, batch 64 and 1)", "",
+                  "The fastest run whose generation FD is at most the baseline's; speed-up = baseline time / its time.", "",
+                  "| baseline | T | gen FD | fastest run as good | T | gen FD | speed-up b=64 | speed-up b=1 |",
+                  "|---|---|---|---|---|---|---|---|"]
+        by_spec = {s.name: s for s in specs}
+        for b in long:
+            mb = means[b.name]
+            rivals = [n for n, m in means.items() if n != b.name and by_spec.get(n) and by_spec[n].tokens < b.tokens
+                      and m["generation_fd"] is not None and mb["generation_fd"] is not None
+                      and m["generation_fd"] <= mb["generation_fd"] and m["ms_per_image_b64"]]
+            best = min(rivals, key=lambda n: means[n]["ms_per_image_b64"], default=None)
+            if best is None:
+                lines.append(f"| {b.describe} | {b.tokens} | {fmt([mb['generation_fd']], '.3g')} | none | - | - | - | - |")
+                continue
+            m = means[best]
+            up64 = f"{mb['ms_per_image_b64'] / m['ms_per_image_b64']:.1f}x" if mb["ms_per_image_b64"] else "-"
+            up1 = f"{mb['ms_per_image_b1'] / m['ms_per_image_b1']:.1f}x" if mb["ms_per_image_b1"] and m["ms_per_image_b1"] else "-"
+            lines.append(f"| {b.describe} | {b.tokens} | {fmt([mb['generation_fd']], '.3g')} | {by_spec[best].describe} "
+                         f"| {by_spec[best].tokens} | {fmt([m['generation_fd']], '.3g')} | {up64} | {up1} |")
     if missing:
         lines += ["", f"Not complete (no eval yet, left out above): {', '.join(missing)}."]
     lines += ["", "Plots: fd_vs_tokens.png, fd_vs_time.png. Rows: results.json.", ""]

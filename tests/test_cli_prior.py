@@ -88,3 +88,19 @@ def test_speedups_compare_only_models_of_the_same_images():
     assert set(pairs) == {("grey-mvq", "grey-vq16"), ("grey-mvq", "grey-vq2"), ("grey-vq2", "grey-vq16")}
     assert abs(pairs["grey-mvq", "grey-vq16"]["speedup"] - 10.0) < 1e-9
     assert pairs["grey-mvq", "grey-vq16"]["baseline_as_good"] is True
+
+
+def test_equal_quality_names_the_fastest_model_as_good_as_each_baseline():
+    from tokenizer_cli.benchmark import equal_quality
+
+    def row(model, kind, t, fd, ms, image="28x28x1"):
+        return {"model": model, "quantizer": kind, "tokens": t, "image": image, "ms_per_image_b64": ms,
+                "quality_metric": "gen FD", "quality": fd}
+
+    rows = [row("mvq-t5", "mvq", 5, 95.0, 0.12), row("mvq-t8", "mvq", 8, 80.0, 0.2), row("vq-t2", "vq", 2, 170.0, 0.05),
+            row("vq-t16", "vq", 16, 98.0, 0.4), row("vq-grid49", "vq", 49, 58.0, 1.5),
+            row("colour", "mvq", 2, 10.0, 0.01, image="64x64x3")]
+    found = {e["baseline"]: e for e in equal_quality(rows)}
+    assert found["vq-t16"]["model"] == "mvq-t5" and abs(found["vq-t16"]["speedup"] - 0.4 / 0.12) < 1e-9
+    assert found["vq-grid49"]["model"] is None and found["vq-grid49"]["speedup"] is None  # nothing reaches 58
+    assert found["vq-t2"]["model"] is None  # no shorter model

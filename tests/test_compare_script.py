@@ -205,6 +205,8 @@ def test_markdown_and_plots_from_fake_results(compare, tmp_path):
     assert "| 2 | MVQ joint K=16, g=4 | FSQ 8x6x5 | 240 / 240 |" in md
     assert "| 2 | MVQ sampled K=16, g=4 | VQ K=16 | 16 / 16 | 45.5 ± 0.707 | 60.5 ± 0.707 | -24.8%" in md
     assert "60.0x" in md  # grid49 sampling 6.0 ms vs 0.1 ms
+    # equal quality: nothing shorter reaches grid49's 25.5; for the 16-token VQ (30.5) MVQ joint K=16 (40.5) does not
+    assert "| VQ K=16 | 49 | 25.5 | none |" in md and "| VQ K=16 | 16 | 30.5 | none |" in md
     assert "features of `fd-fmnist-classifier`, real-vs-real floor 0.307" in md
     assert "Not complete" in md and "vq-k4-t2-s0" in md
 

@@ -76,3 +76,20 @@ def speedups(rows: list[dict], tokens: int, batch: int = 64) -> list[dict]:
                 out.append({"model": s["model"], "baseline": b["model"], "baseline_tokens": b["tokens"],
                             "speedup": b[key] / s[key], "baseline_as_good": None})
     return out
+
+
+def equal_quality(rows: list[dict], batch: int = 64) -> list[dict]:
+    """For each VQ baseline, the fastest other model for the same images whose quality is at least as good
+    (same metric, lower or equal), and how much faster it samples: the speed-up at equal quality."""
+    key = f"ms_per_image_b{batch}"
+    out = []
+    for b in (r for r in rows if r["quantizer"] == "vq" and r["quality"] is not None):
+        rivals = [r for r in rows if r is not b and r.get("image") == b.get("image") and r["tokens"] < b["tokens"]
+                  and r["quality"] is not None and r["quality_metric"] == b["quality_metric"]
+                  and r["quality"] <= b["quality"]]
+        best = min(rivals, key=lambda r: r[key], default=None)
+        out.append({"baseline": b["model"], "baseline_tokens": b["tokens"], "baseline_quality": b["quality"],
+                    "model": best["model"] if best else None, "tokens": best["tokens"] if best else None,
+                    "quality": best["quality"] if best else None,
+                    "speedup": b[key] / best[key] if best else None})
+    return out

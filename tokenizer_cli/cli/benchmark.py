@@ -40,7 +40,7 @@ def benchmark(
     """Time token sampling (ms per image at batch 1 and 64, with and without KV cache) and report speed-ups."""
     import torch
 
-    from ..benchmark import measure, speedups
+    from ..benchmark import equal_quality, measure, speedups
 
     dev = pick_device(device)
     names = models or _candidates(tokens)
@@ -52,16 +52,16 @@ def benchmark(
         for name, pipe in pipes.items():
             status.update(f"timing {name}")
             rows.append(measure(name, pipe, repeats))
-    ups = speedups(rows, tokens)
-    _print(rows, ups, dev)
+    ups, same_quality = speedups(rows, tokens), equal_quality(rows)
+    _print(rows, ups, same_quality, dev)
     if json_out is not None:
         result = {"device": str(dev), "threads": torch.get_num_threads(), "repeats": repeats, "tokens": tokens,
-                  "rows": rows, "speedups": ups}
+                  "rows": rows, "speedups": ups, "equal_quality": same_quality}
         atomic_write(json_out, lambda p: Path(p).write_text(json.dumps(result, indent=2) + "\n"))
         console.print(f"wrote {json_out}")
 
 
-def _print(rows: list[dict], ups: list[dict], dev: torch.device) -> None:
+def _print(rows: list[dict], ups: list[dict], same_quality: list[dict], dev: torch.device) -> None:
     import torch
 
     out = stdout_console()
@@ -83,3 +83,13 @@ def _print(rows: list[dict], ups: list[dict], dev: torch.device) -> None:
             good = "-" if u["baseline_as_good"] is None else ("yes" if u["baseline_as_good"] else "no")
             sp.add_row(u["model"], u["baseline"], str(u["baseline_tokens"]), f"{u['speedup']:.1f}x", good)
         out.print(sp)
+    if same_quality:
+        eq = Table(title="speed-up at equal quality: the fastest model at least as good as each VQ baseline (batch 64)")
+        for col in ("baseline", "T", "quality", "fastest as good", "T ", "its quality", "speed-up"):
+            eq.add_column(col)
+        for e in same_quality:
+            found = e["model"] is not None
+            eq.add_row(e["baseline"], str(e["baseline_tokens"]), f"{e['baseline_quality']:.4g}",
+                       e["model"] or "none", str(e["tokens"]) if found else "-",
+                       f"{e['quality']:.4g}" if found else "-", f"{e['speedup']:.1f}x" if found else "-")
+        out.print(eq)
