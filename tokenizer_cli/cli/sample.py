@@ -43,6 +43,7 @@ def sample(
     refuse_existing([out] + ([tokens_out, manifest_path(tokens_out)] if tokens_out else []), overwrite)
     if images_dir is not None and images_dir.is_dir() and any(images_dir.glob("*.png")) and not overwrite:
         fail(f"{images_dir} already holds PNG files (pass --overwrite to replace them)")
+    data_io.check_writable(out, tokens_out, folders=[images_dir])
     dev = pick_device(device)
     pipe = load_pipeline(model, dev, need_prior=True)
     t0 = time.perf_counter()
