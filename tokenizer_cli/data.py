@@ -49,8 +49,10 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
         finally:
             os.close(fd)
         os.replace(tmp, target)
-    except BaseException:  # KeyboardInterrupt too: never leave a temp file behind
+    except BaseException as err:  # KeyboardInterrupt too: never leave a temp file behind
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(target)  # a failed write (disk full) names the file it was for
         raise
 
 
