@@ -10,5 +10,18 @@ for name in "$@"; do
     echo "== $name already evaluated"; continue
   fi
   echo "== eval $name"
-  mvq eval --model "$name" --device cpu
+  # `mvq eval` never writes into shipped models (package data): the results come back through --json.
+  mvq eval --model "$name" --device cpu --json "weights/$name/eval.tmp.json"
+  python - "$name" <<'PY'
+import json, sys
+from pathlib import Path
+from tokenizer_cli.cards import model_card
+d = Path("weights") / sys.argv[1]
+ev = json.loads((d / "eval.tmp.json").read_text())
+cfg = json.loads((d / "config.json").read_text())
+cfg["eval"] = {k: v for k, v in ev.items() if k not in ("model", "folder", "written_to")}
+(d / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+(d / "README.md").write_text(model_card(cfg, d.name))
+(d / "eval.tmp.json").unlink()
+PY
 done

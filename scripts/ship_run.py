@@ -10,6 +10,8 @@ The run's config.json (training commands, metrics, eval) is kept; README.md is r
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -39,8 +41,16 @@ def main() -> int:
     if a.half:
         subprocess.run([sys.executable, str(Path(__file__).with_name("half_weights.py")), str(dest)], check=True)
         mvq = Path(sys.executable).with_name("mvq")
-        subprocess.run([str(mvq) if mvq.is_file() else "mvq", "eval", "--model", a.name, "--data", a.data,
-                        "--device", "cpu"], check=True)  # by its shipped name, as users will load it
+        report = dest / "eval.tmp.json"
+        args = ["eval", "--model", a.name, "--data", a.data, "--device", "cpu"]  # by its shipped name, as users load it
+        subprocess.run([str(mvq) if mvq.is_file() else "mvq", *args, "--json", str(report)], check=True)
+        ev = json.loads(report.read_text())  # `mvq eval` never writes into shipped models itself
+        report.unlink()
+        ev = {k: v for k, v in ev.items() if k not in ("model", "folder", "written_to")}
+        ev["command"] = "mvq " + shlex.join(args)
+        cfg = read_config(dest)
+        cfg["eval"] = ev
+        (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     (dest / "README.md").write_text(model_card(read_config(dest), a.name))
     print(f"shipped {a.run} as {dest}")
     return 0

@@ -52,7 +52,8 @@ def test_eval_with_prior_reports_generation_fd(runner, model_with_prior, image_d
     report = json.loads((tmp_path / "e.json").read_text())
     assert isinstance(report["generation_fd"], float) and report["generation_fd"] >= 0
     assert report["images"] == 3 and report["seed"] == 1
-    assert json.loads((model_with_prior / "config.json").read_text())["eval"]["generation_fd"] == report["generation_fd"]
+    assert "eval" not in json.loads((model_with_prior / "config.json").read_text())  # --limit: a partial run
+    assert report["written_to"] is None and "--limit 3" in res.stderr
 
 
 def test_eval_no_write_leaves_the_model_folder_alone(runner, model_dir, image_dir, feature_net, tmp_path):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
@@ -63,20 +65,47 @@ def save_checkpoint(run_dir: Path, step: int, models: dict[str, torch.nn.Module]
     return final
 
 
+STEP_NAME = re.compile(r"^step-\d{7,}$")
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder, or None when there is none (or the pointer is not ours)."""
     pointer = Path(run_dir) / "latest"
-    if not pointer.exists():
+    try:
+        name = pointer.read_text(errors="replace").strip()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
-    folder = Path(run_dir) / pointer.read_text().strip()
-    return folder if (folder / "trainer.json").exists() else None
+    if not STEP_NAME.match(name):
+        return None
+    folder = Path(run_dir) / name
+    return folder if (folder / "trainer.json").is_file() else None
 
 
 def load_checkpoint(folder: Path, models: dict[str, torch.nn.Module], opt: torch.optim.Optimizer) -> dict:
-    """Restore models, optimizer and RNG in place; returns the saved info (with 'step')."""
-    for name, model in models.items():
-        model.load_state_dict(load_file(folder / f"{name}.safetensors"), strict=True)
-    info = json.loads((folder / "trainer.json").read_text())
-    tensors = load_file(folder / "trainer.safetensors")
-    torch.set_rng_state(tensors.pop("rng.torch"))
-    opt.load_state_dict(_optimizer_state(tensors, info.pop("optimizer")))
+    """Restore models, optimizer and RNG in place; returns the saved info (with 'step').
+
+    Every failure is one BadCheckpoint line naming the checkpoint: a file missing, unreadable or corrupt,
+    or weights of another architecture than the model being resumed.
+    """
+    from .hub import BadCheckpoint
+
+    hint = "delete it to start again, or train without --resume"
+    try:
+        for name, model in models.items():
+            try:
+                model.load_state_dict(load_file(folder / f"{name}.safetensors"), strict=True)
+            except RuntimeError as err:  # missing, unexpected or differently shaped tensors
+                raise BadCheckpoint(f"{folder}: the checkpoint is of another architecture than this command's "
+                                    f"options ({str(err).splitlines()[0]} ...); resume with the options it was "
+                                    f"started with, or {hint}") from None
+        info = json.loads((folder / "trainer.json").read_text())
+        tensors = load_file(folder / "trainer.safetensors")
+        torch.set_rng_state(tensors.pop("rng.torch"))
+        opt.load_state_dict(_optimizer_state(tensors, info.pop("optimizer")))
+        int(info["step"])
+    except BadCheckpoint:
+        raise
+    except (OSError, SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise BadCheckpoint(f"{folder}: corrupt or incomplete checkpoint ({type(err).__name__}: {reason}); {hint}") from None
     return info

@@ -49,9 +49,48 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
         finally:
             os.close(fd)
         os.replace(tmp, target)
-    except BaseException:  # KeyboardInterrupt too: never leave a temp file behind
+    except BaseException as err:  # KeyboardInterrupt too: never leave a temp file behind
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(target)  # a failed write (disk full) names the file it was for
         raise
+
+
+def _writable_dir(folder: Path, path: Path) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        why = "read-only file system" if read_only else "permission denied"
+        where = "" if folder == path else f" in {folder}"
+        raise InputError(f"{path}: cannot write{where} ({why})")
+
+
+def check_writable(*files: str | os.PathLike[str] | None, folders: Sequence[str | os.PathLike[str] | None] = ()) -> None:
+    """Refuse, before any work, outputs that cannot be written: one InputError line naming the path.
+
+    `files` are output files (replaced by a rename in their folder), `folders` output folders (files are
+    written into them); None entries are skipped. Missing folders are fine when their nearest existing
+    ancestor is a writable folder (they are created), so are existing outputs (the --overwrite check is
+    the caller's).
+    """
+    for raw, is_folder in [(f, False) for f in files] + [(f, True) for f in folders]:
+        if raw is None:
+            continue
+        path = Path(raw)
+        if path.is_dir() and not is_folder:
+            raise InputError(f"{path}: is a folder, not a file")
+        if path.exists() and not path.is_dir() and is_folder:
+            raise InputError(f"{path}: exists and is not a folder")
+        ancestor = path if is_folder else path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            if os.path.lexists(ancestor):  # a dangling symlink or a loop
+                raise InputError(f"{path}: {ancestor} is a broken link")
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise InputError(f"{path}: {ancestor} is a file, not a folder")
+        _writable_dir(ancestor, path)
 
 
 def save_png(array: np.ndarray, path: str | os.PathLike[str]) -> None:
@@ -107,7 +146,7 @@ def _open_maybe_gzip(path: str | os.PathLike[str]):
 
 
 def _idx_header(path: str | os.PathLike[str]) -> tuple[int, tuple[int, ...]]:
-    """(magic, dims) of an IDX file; reads only the header."""
+    """(magic, dims) of an IDX file; reads only the header, trusts nothing in it."""
     with _open_maybe_gzip(path) as f:
         head = f.read(4)
         if len(head) < 4:
@@ -120,8 +159,37 @@ def _idx_header(path: str | os.PathLike[str]) -> tuple[int, tuple[int, ...]]:
         return magic, struct.unpack(f">{ndim}I", raw)
 
 
+GZIP_MAX_RATIO = 1032  # deflate cannot expand more than this: bounds what a gzipped file can hold
+
+
+def _checked_idx_header(path: str | os.PathLike[str], magic_wanted: int, what: str) -> tuple[tuple[int, ...], int]:
+    """(dims, data bytes) of an IDX file whose header agrees with the file's size: checked before anything
+    is allocated from it, so a short file claiming 2^31 rows is refused instead of trusted."""
+    try:
+        magic, dims = _idx_header(path)
+        if magic != magic_wanted:
+            raise InputError(f"{path}: not an IDX {what} file (magic 0x{magic:08x}, expected 0x{magic_wanted:08x})")
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, EOFError) as exc:  # unreadable, or a corrupt gzip stream
+        raise InputError(f"{path}: cannot read IDX file ({exc})") from None
+    header = 4 + 4 * len(dims)
+    expected = math.prod(dims)
+    shape = " x ".join(str(d) for d in dims)
+    if not gz and header + expected != size:
+        raise InputError(f"{path}: IDX header says {shape} = {expected:,} bytes of data but the file holds "
+                         f"{max(0, size - header):,} (truncated or corrupt)")
+    if gz and header + expected > size * GZIP_MAX_RATIO:
+        raise InputError(f"{path}: IDX header says {shape} = {expected:,} bytes of data, more than a "
+                         f"{size:,}-byte gzip file can hold (corrupt)")
+    return dims, expected
+
+
 def is_idx_file(path: str | os.PathLike[str]) -> bool:
-    """True for an IDX image file (magic 0x00000803), plain or gzipped."""
+    """True for an IDX image file (magic 0x00000803), plain or gzipped; says nothing of its size."""
     try:
         return Path(path).is_file() and _idx_header(path)[0] == IDX_IMAGES_MAGIC
     except (InputError, OSError, EOFError):  # gzip.BadGzipFile is an OSError
@@ -129,21 +197,22 @@ def is_idx_file(path: str | os.PathLike[str]) -> bool:
 
 
 def _read_idx(path: str | os.PathLike[str], magic_wanted: int, what: str) -> np.ndarray:
+    dims, expected = _checked_idx_header(path, magic_wanted, what)
+    chunks, total = [], 0
     try:
-        magic, dims = _idx_header(path)
-        if magic != magic_wanted:
-            raise InputError(f"{path}: not an IDX {what} file (magic 0x{magic:08x}, expected 0x{magic_wanted:08x})")
         with _open_maybe_gzip(path) as f:
             f.read(4 + 4 * len(dims))
-            data = f.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+            while total <= expected:  # in chunks: memory follows the data really there, not the header
+                chunk = f.read(min(1 << 24, expected + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
     except (OSError, EOFError) as exc:  # corrupt or truncated gzip stream
         raise InputError(f"{path}: cannot read IDX file ({exc})") from None
-    expected = math.prod(dims)
-    if len(data) != expected:
-        raise InputError(f"{path}: IDX data has {len(data)} bytes but the header says {expected} (truncated or corrupt)")
-    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+    if total != expected:
+        raise InputError(f"{path}: IDX data has {total} bytes but the header says {expected} (truncated or corrupt)")
+    return np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(dims)
 
 
 def read_idx_images(path: str | os.PathLike[str]) -> np.ndarray:
@@ -187,10 +256,12 @@ def _cached_idx_images(path: str) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class ImageSource:
-    """One image: a file (index None) or row `index` of an IDX file."""
+    """One image: a file (index None) or row `index` of an IDX file; `error` when it could not even be listed
+    (an unreadable folder, an IDX file whose header lies), so `--skip-bad` lists it like a bad image."""
 
     path: str
     index: int | None = None
+    error: str | None = None
 
     def label(self) -> str:
         return self.path if self.index is None else f"{self.path}#{self.index}"
@@ -202,17 +273,54 @@ def _idx_candidate(name: str) -> bool:
 
 def _expand_file(path: str) -> Iterator[ImageSource]:
     if is_idx_file(path):
-        yield from (ImageSource(path, i) for i in range(_idx_header(path)[1][0]))
+        try:
+            rows = _checked_idx_header(path, IDX_IMAGES_MAGIC, "image")[0][0]
+        except InputError as err:
+            yield ImageSource(path, error=str(err))
+            return
+        yield from (ImageSource(path, i) for i in range(rows))
     else:
         yield ImageSource(path)
 
 
-def _walk(folder: str) -> Iterator[ImageSource]:
-    with os.scandir(folder) as it:
-        entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
-    for e in entries:
-        if e.is_dir():
-            yield from _walk(e.path)
+def _list_folder(folder: str, seen: set[tuple[int, int]]) -> list[os.DirEntry] | ImageSource | None:
+    """Sorted visible entries; None for a real folder already walked (a symlink loop); an error source
+    naming the folder when it cannot be listed."""
+    try:
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:
+            return None
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as err:
+        return ImageSource(folder, error=f"{folder}: cannot read this folder ({err.strerror or type(err).__name__})")
+
+
+def _walk(root: str) -> Iterator[ImageSource]:
+    """Depth-first in name order, with a stack instead of recursion (any depth), each real folder once (so
+    symlink loops end); a folder that cannot be listed is an error source, not the end of the walk."""
+    seen: set[tuple[int, int]] = set()
+    stack: list[Iterator[os.DirEntry]] = []
+    listed = _list_folder(root, seen)
+    while True:
+        if isinstance(listed, ImageSource):
+            yield listed
+        elif listed is not None:
+            stack.append(iter(listed))
+        listed = None
+        if not stack:
+            return
+        e = next(stack[-1], None)
+        if e is None:
+            stack.pop()
+            continue
+        try:
+            is_dir = e.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            listed = _list_folder(e.path, seen)
         elif Path(e.name).suffix.lower() in IMAGE_SUFFIXES:
             yield ImageSource(e.path)
         elif _idx_candidate(e.name) and is_idx_file(e.path):
@@ -227,6 +335,8 @@ def iter_sources(inputs: Sequence[str | os.PathLike[str]]) -> Iterator[ImageSour
             yield from _walk(path)
         elif os.path.isfile(path):
             yield from _expand_file(path)  # explicit file: tried whatever its suffix, so a non-image is reported
+        elif os.path.lexists(path):
+            raise InputError(f"{path}: a broken link or a symlink loop, not a file or folder")
         else:
             raise InputError(f"{path}: no such file or folder")
 
@@ -297,6 +407,8 @@ def load_image(path: str | os.PathLike[str], size: int, channels: int) -> np.nda
 
 def load_source(src: ImageSource, size: int, channels: int) -> np.ndarray:
     """Like `load_image`, for a file or one row of an IDX file."""
+    if src.error is not None:
+        raise InputError(src.error)
     if src.index is None:
         return load_image(src.path, size, channels)
     rows = _cached_idx_images(src.path)

@@ -69,21 +69,75 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
 
 
+def bounded_hub_session() -> None:
+    """Give every request huggingface_hub makes a finite timeout, so a stalled network fails instead of hanging.
+
+    huggingface_hub reads HF_HUB_ETAG_TIMEOUT (metadata) and HF_HUB_DOWNLOAD_TIMEOUT (file transfers), 10 s
+    each by default, but several of its calls (`repo_info` in `snapshot_download`, most `HfApi` methods:
+    `create_repo`, `upload_folder`, ...) pass no timeout, and its shared client has none. This adds one to
+    that client (`huggingface_hub.get_session()`, the session every call goes through): connect within
+    HF_HUB_ETAG_TIMEOUT, and no read, write or pool wait longer than the larger of the two, wherever a call
+    left it unset. Calls that set their own timeout keep it.
+    """
+    from huggingface_hub import get_session
+
+    session = get_session()
+    hooks = getattr(session, "event_hooks", None)
+    if not isinstance(hooks, dict) or any(h is _finite_timeouts for h in hooks.get("request", [])):
+        return  # not an httpx-style client (older huggingface_hub), or already bounded
+    session.event_hooks = {**hooks, "request": [*hooks.get("request", []), _finite_timeouts]}
+
+
+def _hub_timeouts() -> tuple[float, float]:
+    from huggingface_hub import constants
+
+    etag = float(constants.HF_HUB_ETAG_TIMEOUT)
+    return etag, max(etag, float(constants.HF_HUB_DOWNLOAD_TIMEOUT))
+
+
+def _finite_timeouts(request) -> None:
+    """httpx request hook: fill in the timeouts a call left unset (None: wait forever)."""
+    connect, other = _hub_timeouts()
+    wanted = {"connect": connect, "read": other, "write": other, "pool": other}
+    current = request.extensions.get("timeout") or {}
+    request.extensions["timeout"] = {k: current.get(k) if current.get(k) is not None else v for k, v in wanted.items()}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    if text.startswith("Got: "):  # huggingface_hub wraps the real cause as "Got: Type: message\n..."
+        text = text[len("Got: "):]
+    text = text.splitlines()[0] if text else ""
+    return text if text.startswith(type(err).__name__) else f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def _hub_download(repo: str) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     repo_id, _, revision = repo.partition("@")
+    bounded_hub_session()
     try:
         path = snapshot_download(repo_id, revision=revision or None,
                                  allow_patterns=["config.json", "*.safetensors", "README.md"])
-    except LocalEntryNotFoundError:
-        raise ModelNotFound(f"model {repo!r} is not a local folder, not a shipped default "
-                            f"({', '.join(shipped_models()) or 'none'}), and not in the Hub cache (offline)")
+    except LocalEntryNotFoundError as err:
+        if constants.HF_HUB_OFFLINE:
+            raise ModelNotFound(f"model {repo!r} is not a local folder, not a shipped default "
+                                f"({', '.join(shipped_models()) or 'none'}), and not in the Hub cache (offline: "
+                                "HF_HUB_OFFLINE is set)") from None
+        cause = err.__cause__ or err
+        raise ModelNotFound(f"model {repo!r} is not a local folder or a shipped default, not in the Hub cache, and "
+                            f"the Hub could not be reached ({_first_line(cause)})") from None
+    except GatedRepoError:
+        raise ModelNotFound(f"model {repo!r}: the Hub repo is gated or private (log in with `hf auth login` or "
+                            "set HF_TOKEN)") from None
     except RepositoryNotFoundError:
-        raise ModelNotFound(f"model {repo!r} is not a local folder, not a shipped default, and no such Hub repo")
-    except (HfHubHTTPError, OSError) as err:
-        raise ModelNotFound(f"model {repo!r}: Hub download failed ({str(err).splitlines()[0]})")
+        raise ModelNotFound(f"model {repo!r} is not a local folder, not a shipped default, and no such Hub repo") from None
+    except RevisionNotFoundError:
+        raise ModelNotFound(f"model {repo!r}: the Hub repo has no revision {revision!r}") from None
+    except Exception as err:  # HTTP errors, proxies, timeouts, a full disk: huggingface_hub says which
+        raise ModelNotFound(f"model {repo!r}: Hub download failed ({_first_line(err)})") from None
     return Path(path)
 
 
@@ -186,6 +240,7 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
 def push_folder(folder: Path, repo_id: str, private: bool = False, revision: str | None = None) -> str:
     from huggingface_hub import HfApi
 
+    bounded_hub_session()
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision:

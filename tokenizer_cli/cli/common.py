@@ -51,11 +51,15 @@ def fail(message: str) -> NoReturn:
 
 
 def cli_command(func: Callable) -> Callable:
-    """Known errors become one `Error: ...` line on stderr and exit code 1, never a traceback."""
+    """Known errors become one `Error: ...` line on stderr and exit code 1, never a traceback.
+
+    Any operating-system failure (permission denied, disk full, read-only file system, ...) is known too:
+    one line naming the path it happened on.
+    """
     from ..data import InputError
     from ..hub import BadCheckpoint, ModelNotFound
 
-    known = (CliError, InputError, ModelNotFound, BadCheckpoint, FileExistsError)
+    known = (CliError, InputError, ModelNotFound, BadCheckpoint, OSError)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -64,10 +68,22 @@ def cli_command(func: Callable) -> Callable:
         except known as err:
             if os.environ.get("MVQ_DEBUG"):
                 raise
-            console.print(f"Error: {err}", style="red", highlight=False, soft_wrap=True, markup=False)
+            message = os_error_line(err) if isinstance(err, OSError) else str(err)
+            console.print(f"Error: {message}", style="red", highlight=False, soft_wrap=True, markup=False)
             raise typer.Exit(1)
 
     return wrapper
+
+
+def os_error_line(err: OSError) -> str:
+    """`PATH: reason` on one line (`PATH -> PATH2: reason` for a rename)."""
+    reason = err.strerror or (str(err).splitlines()[0] if str(err) else type(err).__name__)
+    if err.filename is None:
+        return reason
+    where = os.fsdecode(err.filename)
+    if err.filename2 is not None:
+        where += f" -> {os.fsdecode(err.filename2)}"
+    return f"{where}: {reason}"
 
 
 def inference_mode(func: Callable) -> Callable:

@@ -46,6 +46,7 @@ def decode(
         fail(f"{out_dir} exists and is not a folder")
     if out_dir is not None and out_dir.is_dir() and any(out_dir.glob("*.png")) and not overwrite:
         fail(f"{out_dir} already holds PNG files (pass --overwrite to replace them)")
+    data_io.check_writable(grid, folders=[out_dir])
     tokens, manifest = load_tokens(tokens_file)
     dev = pick_device(device)
     pipe = load_pipeline(model, dev)

@@ -43,6 +43,7 @@ def encode(
     if out.suffix != ".npy":
         fail(f"the last argument is the output and must end in .npy, got {out_name!r}")
     refuse_existing([out, manifest_path(out), masks_path(out)], overwrite)
+    data_io.check_writable(out, manifest_path(out), masks_path(out))
     dev = pick_device(device)
     pipe = load_pipeline(model, dev)
     tok = pipe.tokenizer

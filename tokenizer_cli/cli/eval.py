@@ -2,7 +2,8 @@
 
 FD is the Fréchet distance in the features of the project's own classifier (see classifier.py).
 Results go to stdout as a table, optionally to --json, and into the model folder's config.json
-under "eval" (and its README.md) unless --no-write or the model is a read-only Hub cache snapshot.
+under "eval" (and its README.md) only when --model names a local folder (never a shipped model in the
+package data, nor a Hub cache snapshot), the whole data set was measured (no --limit) and not --no-write.
 """
 
 from __future__ import annotations
@@ -75,8 +76,17 @@ def eval_cmd(
 
     dev = pick_device(device)
     t0 = time.perf_counter()
+    data_io.check_writable(json_out)
     pipe = load_pipeline(model, dev)
     tok = pipe.tokenizer
+    skip_reason = None if no_write else _why_not_written(model, pipe.folder, limit)
+    write_into = not no_write and skip_reason is None
+    if write_into:
+        try:
+            data_io.check_writable(folders=[pipe.folder])
+        except data_io.InputError as err:
+            fail(f"{err}: the results could not be written into the model folder; pass --no-write to only "
+                 "print them")
     if feature_net == "auto":
         feature_net = feature_net_for(tok.cfg.image_size, tok.cfg.channels)
     net, net_info = load_feature_net(feature_net, dev)
@@ -123,18 +133,31 @@ def eval_cmd(
         "command": "mvq " + shlex.join(sys.argv[1:]),
     }
     _print(model, result)
-    writable = Path(model).expanduser().is_dir() or pipe.folder.resolve().is_relative_to(shipped_root().resolve())
-    if not no_write and not writable:
-        console.print(f"note: {model} is a Hub cache snapshot, so the results are not written into it "
-                      "(use --json, or download it to a folder)", soft_wrap=True)
+    if skip_reason is not None:
+        console.print(f"note: {skip_reason}", soft_wrap=True, highlight=False)
     if json_out is not None:
         report = {"model": model, "folder": str(pipe.folder), **result,
-                  "written_to": str(pipe.folder / "config.json") if writable and not no_write else None}
+                  "written_to": str(pipe.folder / "config.json") if write_into else None}
         data_io.atomic_write(json_out, lambda p: Path(p).write_text(json.dumps(report, indent=2) + "\n"))
         console.print(f"wrote {json_out}")
-    if writable and not no_write:
+    if write_into:
         _write_into_model(pipe.folder, result)
         console.print(f"wrote the results into {pipe.folder / 'config.json'} (\"eval\") and README.md")
+
+
+def _why_not_written(model: str, folder: Path, limit: int | None) -> str | None:
+    """Why the results must not go into the model folder, or None when they may: only a local folder the user
+    named, never the installed package data or a Hub cache snapshot, and only measurements of the whole data."""
+    keep = "use --json to keep these results"
+    if folder.resolve().is_relative_to(shipped_root().resolve()):
+        return (f"{model} is a shipped model (package data in {folder}), so the results are not written into it "
+                f"({keep}, or copy the folder and evaluate the copy)")
+    if not Path(model).expanduser().is_dir():
+        return f"{model} is a Hub cache snapshot, so the results are not written into it ({keep}, or download it to a folder)"
+    if limit is not None:
+        return (f"--limit {limit} measures part of the data, so nothing is written into {folder} (its stored results "
+                f"stay those of a full run; {keep})")
+    return None
 
 
 def _write_into_model(folder: Path, result: dict) -> None:

@@ -49,6 +49,7 @@ def sample(
     refuse_existing([out] + tokens_files, overwrite)
     if images_dir is not None and images_dir.is_dir() and any(images_dir.glob("*.png")) and not overwrite:
         fail(f"{images_dir} already holds PNG files (pass --overwrite to replace them)")
+    data_io.check_writable(out, *tokens_files, folders=[images_dir])
     dev = pick_device(device)
     pipe = load_pipeline(model, dev, need_prior=True)
     tok = pipe.tokenizer

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shlex
 import shutil
 import sys
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Callable
 
 import numpy as np
 import typer
 
+from .. import data as data_io
 from ..cards import model_card
 from ..datasets import FASHION, count_images, fashion_labels, held_out_folder, load_images
 from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig, to_dict
@@ -56,11 +61,79 @@ def _resume_step(run_dir: Path, resume: bool) -> int:
     return int(ckpt.name.split("-")[1]) if ckpt else 0
 
 
+# What `mvq train`, `mvq eval` and scripts/compare.py write into a model folder; anything else is the user's.
+MODEL_ENTRIES = frozenset({"config.json", "tokenizer.safetensors", "prior.safetensors", "README.md", "checkpoints",
+                           "checkpoints-prior", "eval.json"})
+ATOMIC_TEMP = re.compile(r"^\..+\.tmp-\d+$")  # data.atomic_write's temp files, left by a kill
+
+
+def is_model_folder(folder: Path) -> bool:
+    """A folder this tool wrote: config.json with an "mvq_format" key."""
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and "mvq_format" in cfg
+
+
 def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
+    """Refuse, before anything is written or deleted, an OUT this run must not replace or cannot write."""
+    from ..checkpoint import latest_checkpoint
+
+    if out.exists() and not out.is_dir():
+        fail(f"{out} exists and is not a folder")
+    data_io.check_writable(folders=[out, out.parent])  # the folder itself, and its parent for the final swap
+    entries = sorted(e.name for e in out.iterdir()) if out.is_dir() else []
+    ckpt = latest_checkpoint(out / "checkpoints")
+    if resume:
+        if ckpt is None:
+            fail(f"{out}: nothing to resume (no checkpoint in {out / 'checkpoints'}); "
+                 + ("pass --overwrite to train it again from the start" if entries else "train without --resume"))
+        return
+    if not entries:
+        return
+    if not overwrite:
         fail(f"{out} exists and is not empty: pass --resume to continue training or --overwrite to replace it")
-    if overwrite and not resume and out.exists():
-        shutil.rmtree(out)
+    foreign = [name for name in entries if name not in MODEL_ENTRIES and not ATOMIC_TEMP.match(name)]
+    if foreign or not (is_model_folder(out) or ckpt is not None):
+        why = (f"it holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}" if foreign
+               else "no config.json with mvq_format")
+        fail(f"{out} is not a model folder written by mvq ({why}): --overwrite only replaces model folders, "
+             "so nothing was touched; name another output folder")
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # an older run's state must not mix with this one's
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def swap_in(out: Path, write: Callable[[Path], None]) -> None:
+    """Write a complete model folder beside OUT (OUT.tmp-XXXX, same parent), then put it in OUT's place.
+
+    OUT's old content (an older model, its prior and eval, the run's checkpoints) goes only once the new
+    folder is whole; if anything fails before, OUT is left as it was and the temporary folder removed.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a model folder is as readable as any other
+        write(tmp)
+        if out.exists():
+            os.rename(out, old)
+            try:
+                os.rename(tmp, out)
+            except BaseException:
+                os.rename(old, out)
+                raise
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @app.command("tokenizer", no_args_is_help=True)
@@ -103,10 +176,8 @@ def tokenizer(
     from ..models import Tokenizer
     from ..train import TrainConfig, train_tokenizer
 
+    # Every option and the data are checked before OUT is looked at: a bad one leaves OUT untouched.
     dev = distributed.setup(pick_device(device))
-    if distributed.is_main():
-        _check_out(out, resume, overwrite)
-    distributed.barrier()
     if precision not in ("fp32", "bf16"):
         fail("--precision must be fp32 or bf16")
     torch.manual_seed(seed)  # before building, so the seed fixes the init
@@ -120,6 +191,9 @@ def tokenizer(
     except ValueError as err:
         fail(str(err))
     images = load_training_images(data, "train", image_size, channels)
+    if distributed.is_main():
+        _check_out(out, resume, overwrite)
+    distributed.barrier()
     tcfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                        precision=precision)
     if distributed.is_main():
@@ -144,10 +218,12 @@ def tokenizer(
                      "loss_history": result["history"]},
         "metrics": metrics,
     }
-    save_pipeline(out, model.cpu(), extra=extra)
-    cfg_all = read_config(out)
-    (out / "README.md").write_text(model_card(cfg_all, out.name))
-    shutil.rmtree(run_dir, ignore_errors=True)
+
+    def write(folder: Path) -> None:
+        save_pipeline(folder, model.cpu(), extra=extra)
+        (folder / "README.md").write_text(model_card(read_config(folder), out.name))
+
+    swap_in(out, write)  # the new model replaces OUT whole: no old prior, eval or checkpoints survive
     console.print(f"wrote {out}: MSE {metrics['mse']:.4f} on {metrics['eval_data']}, PSNR {metrics['psnr']:.2f} dB, "
                   f"{metrics['tokens_used']}/{model.vocab_size} tokens used")
     distributed.cleanup()
@@ -172,6 +248,25 @@ def _evaluate(model: Tokenizer, data: str, train_images: np.ndarray, dev: torch.
     return metrics
 
 
+def _check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """An existing prior is replaced only with --overwrite; --resume needs a checkpoint to resume from."""
+    from ..checkpoint import latest_checkpoint
+
+    data_io.check_writable(folders=[model])
+    ckpt = latest_checkpoint(run_dir)
+    if resume:
+        if ckpt is None:
+            fail(f"{model}: nothing to resume (no checkpoint in {run_dir}); train without --resume")
+        return
+    if overwrite:
+        return
+    if read_config(model).get("prior") or (model / "prior.safetensors").exists():
+        fail(f"{model} already has a prior (prior.safetensors): pass --overwrite to replace it")
+    if ckpt is not None:
+        fail(f"{model} holds an interrupted prior run ({ckpt}): pass --resume to continue it or --overwrite "
+             "to start again")
+
+
 @app.command("prior", no_args_is_help=True)
 @cli_command
 def prior(
@@ -188,6 +283,7 @@ def prior(
     seed: SeedOpt = 0,
     checkpoint_every: CkptOpt = 1000,
     resume: ResumeOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model's prior if it has one.")] = False,
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
 ) -> None:
@@ -208,6 +304,8 @@ def prior(
         fail(f"{model} is not a model folder (no config.json); train a tokenizer first")
     if n_embd % n_head:
         fail(f"--width {n_embd} must be a multiple of --heads {n_head}")
+    run_dir = model / "checkpoints-prior"
+    _check_prior_out(model, run_dir, resume, overwrite)
     pipe = load_pipeline(str(model), dev)
     tok = pipe.tokenizer
     labels = None
@@ -234,7 +332,8 @@ def prior(
                        precision=precision)
     console.print(f"training prior: {net.num_parameters():,} parameters over {len(ids):,} sequences of "
                   f"{pcfg.tokens} tokens (vocabulary {pcfg.vocab_size}), {dev}")
-    run_dir = model / "checkpoints-prior"
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)  # an older run's state must not mix with this one's
     with progress_bar("train prior", steps, _resume_step(run_dir, resume)) as bar:
         result = train_prior(net, ids, labels, tcfg, run_dir, dev, resume=resume,
                              on_step=lambda step, s: bar.advance(loss=s["loss"]))
