@@ -123,7 +123,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_model(runner, tmp_path):
     assert snapshot(photos) == before and len(before) == 20
 
 
-@pytest.mark.parametrize("bad", [["--data", "MISSING"], ["--data", "EMPTY"], ["--quantizer", "pq"],
+@pytest.mark.parametrize("bad", [["--data", "MISSING"], ["--data", "EMPTY"], ["--quantizer", "fsq", "--levels", "8,x"],
                                  ["--precision", "fp8"], ["--layout", "grid", "--tokens", "5"]])
 def test_overwrite_checks_every_option_before_touching_the_model(runner, model_with_prior, tmp_path, bad):
     (tmp_path / "empty").mkdir()
@@ -370,7 +370,7 @@ def _interrupted_run(out: Path, images: Path) -> None:
     from tokenizer_cli.models import Tokenizer
     from tokenizer_cli.train import TrainConfig, train_tokenizer
 
-    q = QuantizerConfig(kind="vq", dim=4, codebook_size=8, mask_bits=4, levels=[8, 6, 5])
+    q = QuantizerConfig(kind="vq", dim=4, num_codes=8, mask_bits=4, levels=[8, 6, 5])
     model = Tokenizer(TokenizerConfig(image_size=16, channels=1, tokens=2, base_channels=4, quantizer=q))
     arr = data_io.load_uint8(list(data_io.iter_sources([images])), 16, 1)
     train_tokenizer(model, arr, TrainConfig(steps=2, batch_size=8, checkpoint_every=1), out / "checkpoints",
@@ -417,7 +417,7 @@ def full_disk(tmp_path):
 
 
 def test_disk_full_is_one_line_naming_the_file(runner, model_dir, full_disk, tmp_path):
-    np.save(tmp_path / "t.npy", np.random.default_rng(0).integers(0, 12, (64, 2)))
+    np.save(tmp_path / "t.npy", np.random.default_rng(0).integers(0, 4, (64, 2)))
     res = run(runner, "decode", tmp_path / "t.npy", "--grid", full_disk / "grid.png", full_disk / "pngs",
               "--model", model_dir, "--device", "cpu")
     assert res.exit_code == 1

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from .. import data as data_io
 from ..hub import load_pipeline
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
 from .common import (DEFAULT_MODEL, DeviceOpt, MaskSamplingOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, SeedOpt,
