@@ -10,14 +10,17 @@ Nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from safetensors import SafetensorError
 
-from .config import FORMAT_VERSION, ConfigError, config_hash, prior_config_from_dict, to_dict, tokenizer_config_from_dict
+from .config import FORMAT_VERSION, ConfigError, prior_config_from_dict, to_dict, tokenizer_config_from_dict
 from .data import atomic_write
 
 if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --help` starts without torch
@@ -248,3 +251,51 @@ def push_folder(folder: Path, repo_id: str, private: bool = False, revision: str
     info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
                              allow_patterns=["config.json", "*.safetensors", "README.md"])
     return str(getattr(info, "commit_url", info))
+
+
+# What `mvq train`, `mvq eval` and scripts/compare.py write into a model folder; anything else is the user's.
+MODEL_ENTRIES = frozenset({"config.json", "tokenizer.safetensors", "prior.safetensors", "README.md", "checkpoints",
+                           "checkpoints-prior", "eval.json"})
+ATOMIC_TEMP = re.compile(r"^\..+\.tmp-\d+$")  # data.atomic_write's temp files, left by a kill
+
+
+def is_model_folder(folder: Path) -> bool:
+    """A folder this tool wrote: config.json with an "mvq_format" key."""
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and "mvq_format" in cfg
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def swap_in(out: Path, write: Callable[[Path], None]) -> None:
+    """Write a complete model folder beside OUT (OUT.tmp-XXXX, same parent), then put it in OUT's place.
+
+    OUT's old content (an older model, its prior and eval, the run's checkpoints) goes only once the new
+    folder is whole; if anything fails before, OUT is left as it was and the temporary folder removed.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a model folder is as readable as any other
+        write(tmp)
+        if out.exists():
+            os.rename(out, old)
+            try:
+                os.rename(tmp, out)
+            except BaseException:
+                os.rename(old, out)
+                raise
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

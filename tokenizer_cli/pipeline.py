@@ -23,7 +23,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
-    from PIL import Image
 
     from .models import Prior, Tokenizer
 
@@ -195,8 +194,6 @@ class Pipeline:
         """Images for token rows (N, T): a list of PIL images, or a uint8 array (output="numpy"), or a float
         tensor in [-1, 1] (output="tensor"). MVQ with sampled masks uses the masks of `tokens` (or `masks`)
         and draws them, seeded, where there are none."""
-        import torch
-
         from .inference import decode_tokens
         from .tokenfile import validate_masks, validate_tokens
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import shlex
 import shutil
 import sys
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -19,7 +15,7 @@ from .. import data as data_io
 from ..cards import model_card
 from ..datasets import FASHION, count_images, fashion_labels, held_out_folder, load_images
 from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig, to_dict
-from ..hub import read_config, save_pipeline
+from ..hub import ATOMIC_TEMP, MODEL_ENTRIES, is_model_folder, read_config, save_pipeline, swap_in
 from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, one_of, pick_device, progress_bar
 
 if TYPE_CHECKING:
@@ -61,21 +57,6 @@ def _resume_step(run_dir: Path, resume: bool) -> int:
     return int(ckpt.name.split("-")[1]) if ckpt else 0
 
 
-# What `mvq train`, `mvq eval` and scripts/compare.py write into a model folder; anything else is the user's.
-MODEL_ENTRIES = frozenset({"config.json", "tokenizer.safetensors", "prior.safetensors", "README.md", "checkpoints",
-                           "checkpoints-prior", "eval.json"})
-ATOMIC_TEMP = re.compile(r"^\..+\.tmp-\d+$")  # data.atomic_write's temp files, left by a kill
-
-
-def is_model_folder(folder: Path) -> bool:
-    """A folder this tool wrote: config.json with an "mvq_format" key."""
-    try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(cfg, dict) and "mvq_format" in cfg
-
-
 def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse, before anything is written or deleted, an OUT this run must not replace or cannot write."""
     from ..checkpoint import latest_checkpoint
@@ -101,39 +82,6 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
         fail(f"{out} is not a model folder written by mvq ({why}): --overwrite only replaces model folders, "
              "so nothing was touched; name another output folder")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # an older run's state must not mix with this one's
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def swap_in(out: Path, write: Callable[[Path], None]) -> None:
-    """Write a complete model folder beside OUT (OUT.tmp-XXXX, same parent), then put it in OUT's place.
-
-    OUT's old content (an older model, its prior and eval, the run's checkpoints) goes only once the new
-    folder is whole; if anything fails before, OUT is left as it was and the temporary folder removed.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
-    old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a model folder is as readable as any other
-        write(tmp)
-        if out.exists():
-            os.rename(out, old)
-            try:
-                os.rename(tmp, out)
-            except BaseException:
-                os.rename(old, out)
-                raise
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 @app.command("tokenizer", no_args_is_help=True)
