@@ -240,3 +240,29 @@ def test_generated_tokens_are_ordinary_tensors():
 def test_bad_config():
     with pytest.raises(ValueError, match="multiple"):
         Prior(PriorConfig(n_embd=30, n_head=4))
+
+
+def test_weights_with_the_old_mlp_names_load_and_upgrade(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    from conftest import tiny_prior, tiny_tokenizer
+    from tokenizer_cli.hub import load_pipeline, save_pipeline
+
+    tok = tiny_tokenizer("vq")
+    prior = tiny_prior(tok.vocab_size, 2)
+    folder = save_pipeline(tmp_path / "m", tok, prior)
+    state = load_file(folder / "prior.safetensors")
+    old = {k.replace(".mlp.c_fc.", ".mlp.0.").replace(".mlp.c_proj.", ".mlp.2."): v for k, v in state.items()}
+    assert any(".mlp.0." in k for k in old)
+    save_file(old, folder / "prior.safetensors")  # as mvq 0.1 wrote it
+    want = prior.generate(4, seed=1)
+    assert torch.equal(load_pipeline(str(folder)).prior.generate(4, seed=1), want)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "upgrade_weights.py"
+    res = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert set(load_file(folder / "prior.safetensors")) == set(state)
+    assert torch.equal(load_pipeline(str(folder)).prior.generate(4, seed=1), want)

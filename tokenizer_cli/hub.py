@@ -198,6 +198,8 @@ def load_weights(module: torch.nn.Module, file: Path, config_name: str = "config
         raise BadCheckpoint(f"{file}: missing")
     except (SafetensorError, OSError, ValueError) as err:
         raise BadCheckpoint(f"{file}: not a readable safetensors file ({err})")
+    if hasattr(module, "upgrade_state_dict"):
+        state = module.upgrade_state_dict(state)
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(tensor.float().isfinite().all()):
             raise BadCheckpoint(f"{file}: tensor {key} holds NaN or infinite values")

@@ -56,18 +56,27 @@ class CausalSelfAttention(nn.Module):
         return self.resid_drop(self.c_proj(y))
 
 
+class MLP(nn.Module):
+    """nanoGPT's feed-forward block, with its names (c_fc, c_proj)."""
+
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
 class Block(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd)
         self.attn = CausalSelfAttention(cfg)
         self.ln_2 = nn.LayerNorm(cfg.n_embd)
-        self.mlp = nn.Sequential(
-            nn.Linear(cfg.n_embd, 4 * cfg.n_embd),
-            nn.GELU(),
-            nn.Linear(4 * cfg.n_embd, cfg.n_embd),
-            nn.Dropout(cfg.dropout),
-        )
+        self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, cache=None, pos: int = 0) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, pos)
@@ -90,7 +99,7 @@ class Prior(nn.Module):
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
-            if name.endswith(("attn.c_proj.weight", "mlp.2.weight")):
+            if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * max(cfg.n_layer, 1)))
 
     @staticmethod
@@ -99,6 +108,17 @@ class Prior(nn.Module):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def upgrade_state_dict(state: dict) -> dict:
+        """Weights saved before the MLP took nanoGPT's names (blocks.i.mlp.0 / .2) under today's names."""
+        old = {".mlp.0.": ".mlp.c_fc.", ".mlp.2.": ".mlp.c_proj."}
+        out = {}
+        for key, value in state.items():
+            for was, now in old.items():
+                key = key.replace(was, now)
+            out[key] = value
+        return out
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
