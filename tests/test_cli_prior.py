@@ -104,3 +104,23 @@ def test_equal_quality_names_the_fastest_model_as_good_as_each_baseline():
     assert found["vq-t16"]["model"] == "mvq-t5" and abs(found["vq-t16"]["speedup"] - 0.4 / 0.12) < 1e-9
     assert found["vq-grid49"]["model"] is None and found["vq-grid49"]["speedup"] is None  # nothing reaches 58
     assert found["vq-t2"]["model"] is None  # no shorter model
+
+
+def test_prior_with_a_mask_head_samples_masks_that_decode_back_to_the_samples(runner, model_dir, image_dir, tmp_path):
+    assert run(runner, "encode", image_dir, tmp_path / "t.npy", "--model", model_dir, "--device", "cpu").exit_code == 0
+    res = run(runner, "train", "prior", model_dir, "--tokens-file", tmp_path / "t.npy", "--steps", 3, "--layers", 1,
+              "--heads", 2, "--width", 16, "--batch-size", 4, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert json.loads((model_dir / "config.json").read_text())["prior"]["num_masks"] == 3
+    res = run(runner, "sample", "--n", 6, "--out", tmp_path / "s.png", "--model", model_dir, "--device", "cpu",
+              "--tokens-out", tmp_path / "s.npy", "--images-dir", tmp_path / "imgs", "--seed", 4)
+    assert res.exit_code == 0, res.output
+    pipe = load_pipeline(str(model_dir))
+    ids, masks = pipe.prior.generate(6, seed=4, return_masks=True)
+    assert np.array_equal(np.load(tmp_path / "s.npy"), ids.numpy())
+    assert np.array_equal(np.load(tmp_path / "s.masks.npy"), masks.numpy())
+    res = run(runner, "decode", tmp_path / "s.npy", tmp_path / "back", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    for i in (0, 5):
+        sampled = np.asarray(Image.open(tmp_path / "imgs" / f"{i:05d}.png"))
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "back" / f"{i:05d}.png")), sampled)

@@ -266,3 +266,44 @@ def test_weights_with_the_old_mlp_names_load_and_upgrade(tmp_path):
     assert res.returncode == 0, res.stderr
     assert set(load_file(folder / "prior.safetensors")) == set(state)
     assert torch.equal(load_pipeline(str(folder)).prior.generate(4, seed=1), want)
+
+
+def test_mask_head_predicts_masks_and_cached_sampling_equals_uncached():
+    from tokenizer_cli.config import PriorConfig
+
+    torch.manual_seed(0)
+    prior = Prior(PriorConfig(vocab_size=6, tokens=4, n_layer=1, n_head=2, n_embd=16, num_masks=5))
+    tokens, masks = torch.randint(0, 6, (8, 4)), torch.randint(0, 5, (8, 4))
+    logits, mask_logits = prior(tokens, masks=masks)
+    assert logits.shape == (8, 4, 6) and mask_logits.shape == (8, 4, 5)
+    with pytest.raises(ValueError, match="mask head"):
+        prior(tokens)  # a prior with a mask head needs the masks
+    loss = prior.loss(tokens, masks=masks)
+    assert loss > prior.loss(tokens, masks=masks) * 0 and loss.requires_grad
+    loss.backward()
+    assert prior.mask_head[0].weight.grad.abs().sum() > 0 and prior.wme.weight.grad.abs().sum() > 0
+    ids_a, masks_a = prior.generate(7, seed=2, return_masks=True)
+    ids_b, masks_b = prior.generate(7, seed=2, return_masks=True, use_cache=False)
+    assert torch.equal(ids_a, ids_b) and torch.equal(masks_a, masks_b)
+    assert masks_a.shape == (7, 4) and masks_a.min() >= 0 and masks_a.max() < 5
+    assert torch.equal(prior.generate(7, seed=2), ids_a)  # without return_masks: the ids alone
+    greedy = prior.generate(3, seed=0, mask_temperature=0.0, return_masks=True)[1]
+    assert torch.equal(greedy, prior.generate(3, seed=0, mask_temperature=0.0, return_masks=True)[1])
+
+
+def test_mask_head_learns_masks_that_depend_on_the_earlier_tokens():
+    """Mask of token 1 = code of token 0 (mod M): only a head that sees the sequence can predict it."""
+    from tokenizer_cli.config import PriorConfig
+
+    torch.manual_seed(0)
+    prior = Prior(PriorConfig(vocab_size=4, tokens=2, n_layer=1, n_head=2, n_embd=32, num_masks=4))
+    opt = torch.optim.AdamW(prior.parameters(), lr=3e-3)
+    for _ in range(300):
+        tokens = torch.randint(0, 4, (64, 2))
+        masks = torch.stack([torch.zeros(64, dtype=torch.long), tokens[:, 0]], dim=1)
+        loss = prior.loss(tokens, masks=masks)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ids, masks = prior.generate(200, seed=0, return_masks=True, mask_temperature=0.0)
+    assert (masks[:, 1] == ids[:, 0]).float().mean() > 0.95

@@ -155,8 +155,10 @@ class PriorConfig:
     n_embd: int = 128  # model width
     dropout: float = 0.0  # dropout in training (0 keeps small priors deterministic)
     num_classes: int = 0  # >0: class-conditional, the class replaces the start token
+    num_masks: int = 0  # >0: MVQ with sampled masks: a mask head predicts each token's mask after its code
 
     def __post_init__(self) -> None:
+        _check_int("prior num_masks", self.num_masks, 0, 1023)
         _check_int("prior vocab_size", self.vocab_size, 1, 2**20)
         _check_int("prior tokens", self.tokens, 1, 4096)
         _check_int("n_layer", self.n_layer, 1, 64)

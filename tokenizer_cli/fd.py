@@ -167,8 +167,10 @@ def generated_images(prior, tokenizer, n: int, seed: int, batch_size: int = 1000
     A class-conditional prior gets the classes in turn (0, 1, ..., 0, 1, ...): a balanced set like the test split.
     """
     labels = torch.arange(n) % prior.cfg.num_classes if prior.cfg.num_classes > 0 else None
-    ids = prior.generate(n, seed=seed, batch_size=batch_size, labels=labels)  # (n, T)
+    ids, masks = prior.generate(n, seed=seed, batch_size=batch_size, labels=labels, return_masks=True)  # (n, T)
     tokenizer.eval().to(device)
-    g = torch.Generator(device=torch.device(device)).manual_seed(seed)  # MVQ masks drawn from p(m | k)
+    g = torch.Generator(device=torch.device(device)).manual_seed(seed)  # MVQ masks drawn from p(m | k) ...
     for start in range(0, n, batch_size):
-        yield tokenizer.decode(ids[start : start + batch_size].to(device), generator=g).float().clamp(-1.0, 1.0)
+        chunk_masks = None if masks is None else masks[start : start + batch_size].to(device)  # ... or by the prior
+        yield tokenizer.decode(ids[start : start + batch_size].to(device), chunk_masks,
+                               generator=g).float().clamp(-1.0, 1.0)

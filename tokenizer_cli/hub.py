@@ -185,6 +185,11 @@ def parse_config(folder: Path, cfg: dict):
         raise BadCheckpoint(f"{folder}/config.json: the prior models {prior_cfg.tokens} tokens of a "
                             f"{prior_cfg.vocab_size}-word vocabulary but the tokenizer makes {tok_cfg.tokens} tokens "
                             f"of {tok_cfg.quantizer.vocab_size}")
+    if prior_cfg is not None and prior_cfg.num_masks and (
+            not tok_cfg.quantizer.has_masks or prior_cfg.num_masks != tok_cfg.quantizer.num_masks):
+        raise BadCheckpoint(f"{folder}/config.json: the prior predicts {prior_cfg.num_masks} masks but the "
+                            "tokenizer's tokens carry " + (f"{tok_cfg.quantizer.num_masks}" if tok_cfg.quantizer.has_masks
+                                                           else "none"))
     return tok_cfg, prior_cfg
 
 

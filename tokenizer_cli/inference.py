@@ -51,17 +51,22 @@ def decode_tokens(tokenizer, ids: np.ndarray, masks: np.ndarray | None = None, b
 @torch.inference_mode()
 def sample_tokens(prior, tokenizer, n: int, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None, seed: int | None = 0, label: int | None = None,
-                  mask_temperature: float = 1.0, mask_sampling: str = "learned", batch_size: int = 1024
+                  mask_temperature: float = 1.0, mask_sampling: str = "prior", batch_size: int = 1024
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """n token rows (n, T) from the prior and, for MVQ with sampled masks, their drawn masks (n, T).
 
-    The prior samples `batch_size` sequences at a time (KV cache); the same seed gives the same rows."""
-    ids = prior.generate(n, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, labels=label,
-                         batch_size=min(n, batch_size))
+    The prior samples `batch_size` sequences at a time (KV cache); the same seed gives the same rows. Masks
+    come from the prior's mask head ("prior", where it has one), the tokenizer's p(m | k) ("learned") or
+    are uniform; "prior" falls back to "learned" for a prior without a mask head."""
+    ids, masks = prior.generate(n, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, labels=label,
+                                batch_size=min(n, batch_size), mask_temperature=mask_temperature, return_masks=True)
+    if masks is not None and mask_sampling == "prior":
+        return ids.cpu().numpy(), masks.cpu().numpy()
     masks = None
     if tokenizer.num_masks:
         g = mask_generator(seed, ids.device)
-        masks = tokenizer.quantizer.sample_masks(ids, g, mask_temperature, mask_sampling).cpu().numpy()
+        how = "learned" if mask_sampling == "prior" else mask_sampling
+        masks = tokenizer.quantizer.sample_masks(ids, g, mask_temperature, how).cpu().numpy()
     return ids.cpu().numpy(), masks
 
 

@@ -211,7 +211,7 @@ class Pipeline:
 
     def sample_tokens(self, n: int, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                       seed: int | None = 0, label: int | None = None, mask_temperature: float = 1.0,
-                      mask_sampling: str = "learned") -> Tokens:
+                      mask_sampling: str = "prior") -> Tokens:
         """n token rows from the prior (with a KV cache), and drawn masks for MVQ with sampled masks."""
         from .hub import BadCheckpoint
         from .inference import sample_tokens
@@ -224,7 +224,7 @@ class Pipeline:
 
     def sample(self, n: int, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                seed: int | None = 0, label: int | None = None, mask_temperature: float = 1.0,
-               mask_sampling: str = "learned", output: str = "pil"):
+               mask_sampling: str = "prior", output: str = "pil"):
         """n images sampled from the prior: tokens first, then decoded (see `decode` for `output`)."""
         return self.decode(self.sample_tokens(n, temperature, top_k, top_p, seed, label, mask_temperature,
                                               mask_sampling), output=output)

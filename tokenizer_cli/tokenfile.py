@@ -190,6 +190,22 @@ def load_masks(path: str | os.PathLike[str], manifest: dict[str, Any] | None) ->
     return masks
 
 
+def check_origin(tokens_file: str | os.PathLike[str], tokens: np.ndarray, manifest: dict[str, Any] | None, pipe,
+                 force: bool = False) -> None:
+    """Refuse tokens whose manifest names another tokenizer than `pipe`'s, or disagrees with the token rows."""
+    if manifest is None:
+        return
+    rows = manifest.get("rows")
+    if rows is not None and (not isinstance(rows, int) or getattr(tokens, "ndim", 0) < 1 or rows != len(tokens)):
+        raise InputError(f"{tokens_file}: its manifest lists {rows} rows but the file holds {len(tokens)}: "
+                         "the two files do not belong together")
+    written_by = manifest.get("tokenizer_id")
+    if written_by and written_by != pipe.tokenizer_id and not force:
+        raise InputError(f"{tokens_file} was written by tokenizer {manifest.get('model')!r} ({written_by}), not by "
+                         f"{pipe.source!r} ({pipe.tokenizer_id}): use --model {manifest.get('model')}, "
+                         "or pass --force")
+
+
 def validate_masks(masks: np.ndarray, shape: tuple[int, int], num_masks: int) -> np.ndarray:
     """Check masks against their tokens (same shape) and the model (ids in [0, num_masks)); int64 copy."""
     m = np.asarray(masks)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .models.prior import next_token_loss
+from .models.prior import sequence_loss
 
 
 @dataclass
@@ -141,18 +141,22 @@ def train_tokenizer(model, images: np.ndarray, cfg: TrainConfig, run_dir: Path, 
 
 
 def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: TrainConfig, run_dir: Path,
-                device: torch.device, resume: bool = False, on_step: StepCallback | None = None) -> dict:
-    """Fit a Prior to token rows (N, T) by next-token cross-entropy."""
+                device: torch.device, resume: bool = False, on_step: StepCallback | None = None,
+                masks: np.ndarray | None = None) -> dict:
+    """Fit a Prior to token rows (N, T) by next-token cross-entropy (and their masks (N, T), for a prior
+    with a mask head)."""
     torch.manual_seed(cfg.seed)
     data = torch.from_numpy(tokens.astype(np.int64))
+    mask_data = torch.from_numpy(masks.astype(np.int64)) if masks is not None else None
     lab = torch.from_numpy(labels.astype(np.int64)) if labels is not None else None
     prior.to(device)
 
     def step_loss(net, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
         y = lab[idx].to(device) if lab is not None else None
         tokens = data[idx].to(device)
+        m = mask_data[idx].to(device) if mask_data is not None else None
         # Through the (DDP) wrapper's forward, so gradients are averaged over ranks.
-        return next_token_loss(net(tokens, y), tokens), {}
+        return sequence_loss(net(tokens, y, m), tokens, m), {}
 
     return _run(prior, step_loss, len(data), cfg, Path(run_dir), "prior", device, resume, on_step,
                 {"kind": "prior"})

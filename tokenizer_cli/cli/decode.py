@@ -10,7 +10,7 @@ import typer
 
 from .. import data as data_io
 from ..hub import load_pipeline
-from ..tokenfile import load_masks, load_tokens, validate_masks, validate_tokens
+from ..tokenfile import check_origin, load_masks, load_tokens, validate_masks, validate_tokens
 from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, MaskSamplingOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt,
                      SeedOpt, console, fail, pick_device, progress_bar)
 
@@ -66,21 +66,6 @@ def decode(
     how = ("with the stored masks" if masks is not None else f"masks drawn ({mask_sampling}, seed {seed})") \
         if tok.num_masks else ""
     console.print(f"decoded {count} images {how}".rstrip())
-
-
-def check_origin(tokens_file: Path, tokens: np.ndarray, manifest: dict | None, pipe, force: bool) -> None:
-    """Refuse tokens whose manifest names another tokenizer, or disagrees with the token rows."""
-    if manifest is None:
-        return
-    rows = manifest.get("rows")
-    if rows is not None and (not isinstance(rows, int) or getattr(tokens, "ndim", 0) < 1 or rows != len(tokens)):
-        fail(f"{tokens_file}: its manifest lists {rows} rows but the file holds {len(tokens)}: "
-             "the two files do not belong together")
-    written_by = manifest.get("tokenizer_id")
-    if written_by and written_by != pipe.tokenizer_id and not force:
-        fail(f"{tokens_file} was written by tokenizer {manifest.get('model')!r} ({written_by}), not by "
-             f"{pipe.source!r} ({pipe.tokenizer_id}): decode with --model {manifest.get('model')}, "
-             "or pass --force")
 
 
 def write_images(batches: Iterable[np.ndarray], out_dir: Path | None, grid: Path | None, total: int = 0) -> int:

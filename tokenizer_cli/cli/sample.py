@@ -11,8 +11,8 @@ import typer
 from .. import data as data_io
 from ..hub import load_pipeline
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
-from .common import (DEFAULT_MODEL, DeviceOpt, MaskSamplingOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, SeedOpt,
-                     console, fail, pick_device, progress_bar)
+from .common import (DEFAULT_MODEL, DeviceOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, SeedOpt,
+                     console, fail, one_of, pick_device, progress_bar)
 from .decode import write_images
 from .encode import refuse_existing
 
@@ -27,7 +27,7 @@ def sample(
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Sample only among the k most likely tokens.")] = None,
     top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling: smallest set with this much probability.")] = None,
     label: Annotated[int | None, typer.Option("--class", help="Class id for a class-conditional prior.")] = None,
-    mask_sampling: MaskSamplingOpt = "learned",
+    mask_sampling: Annotated[str, typer.Option("--mask-sampling", callback=one_of("prior", "learned", "uniform"), help="MVQ with sampled masks: masks from the prior's mask head ('prior'; 'learned' where it has none), from the tokenizer's p(m | k) ('learned'), or 'uniform'.")] = "prior",
     mask_temperature: MaskTemperatureOpt = 1.0,
     images_dir: Annotated[Path | None, typer.Option("--images-dir", help="Also write one PNG per image here.")] = None,
     tokens_out: Annotated[Path | None, typer.Option("--tokens-out", help="Also write the sampled tokens (.npy + .json, and the drawn masks for MVQ with sampled masks).")] = None,

@@ -232,6 +232,7 @@ def prior(
     checkpoint_every: CkptOpt = 1000,
     resume: ResumeOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model's prior if it has one.")] = False,
+    mask_head: Annotated[bool, typer.Option("--mask-head/--no-mask-head", help="MVQ with sampled masks: the prior also predicts each token's mask from the sequence so far and its code (otherwise `mvq sample` draws masks from the tokenizer's p(m | k)).")] = True,
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
 ) -> None:
@@ -243,7 +244,7 @@ def prior(
     from ..config import PriorConfig
     from ..hub import load_pipeline
     from ..models.prior import Prior
-    from ..tokenfile import load_tokens, validate_tokens
+    from ..tokenfile import check_origin, load_masks, load_tokens, validate_masks, validate_tokens
     from ..inference import encode_images
     from ..train import train_prior
 
@@ -260,31 +261,40 @@ def prior(
     if tokens_file is not None:
         if classes:
             fail("--classes needs labels: use --data fashion-mnist, not --tokens-file")
-        rows, _ = load_tokens(tokens_file)
+        rows, manifest = load_tokens(tokens_file)
+        check_origin(tokens_file, rows, manifest, pipe, force=False)
         ids = validate_tokens(rows, tok.tokens_per_image, tok.vocab_size)
+        masks = load_masks(tokens_file, manifest) if tok.num_masks and mask_head else None
+        if tok.num_masks and mask_head and masks is None:
+            fail(f"{tokens_file} has no masks beside it (TOKENS.masks.npy): encode with `mvq encode`, "
+                 "or pass --no-mask-head")
+        masks = None if masks is None else validate_masks(masks, ids.shape, tok.num_masks)
         source = str(tokens_file)
     else:
         images = load_training_images(data, "train", tok.cfg.image_size, tok.cfg.channels)
         with progress_bar("encode", len(images)) as bar:
-            ids, _ = encode_images(tok, images, device=dev, on_batch=bar.advance)
+            ids, masks = encode_images(tok, images, device=dev, on_batch=bar.advance)
+        masks = masks if mask_head else None
         source = data
         if classes:
             if data != FASHION:
                 fail("--classes is only available with --data fashion-mnist")
             labels = fashion_labels("train")
     pcfg = PriorConfig(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
-                       n_embd=n_embd, num_classes=10 if classes else 0)
+                       n_embd=n_embd, num_classes=10 if classes else 0,
+                       num_masks=tok.num_masks if masks is not None else 0)
     torch.manual_seed(seed)
     net = Prior(pcfg)
     tcfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                        precision=precision)
     console.print(f"training prior: {net.num_parameters():,} parameters over {len(ids):,} sequences of "
-                  f"{pcfg.tokens} tokens (vocabulary {pcfg.vocab_size}), {dev}")
+                  f"{pcfg.tokens} tokens (vocabulary {pcfg.vocab_size}"
+                  + (f", and a head for their {pcfg.num_masks} masks" if pcfg.num_masks else "") + f"), {dev}")
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)  # an older run's state must not mix with this one's
     with progress_bar("train prior", steps, _resume_step(run_dir, resume)) as bar:
         result = train_prior(net, ids, labels, tcfg, run_dir, dev, resume=resume,
-                             on_step=lambda step, s: bar.advance(loss=s["loss"]))
+                             on_step=lambda step, s: bar.advance(loss=s["loss"]), masks=masks)
     extra = {"prior_training": {"command": "mvq " + shlex.join(sys.argv[1:]), "data": source, **to_dict(tcfg),
                                 "seconds": round(result["seconds"], 1), "final_loss": round(result["loss"], 4),
                                 "device": str(dev)},

@@ -30,6 +30,14 @@ def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens.reshape(-1))
 
 
+def sequence_loss(out, tokens: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+    """The prior's training loss: next-token cross-entropy, plus the masks' where the prior predicts them."""
+    if masks is None:
+        return next_token_loss(out, tokens)
+    logits, mask_logits = out
+    return next_token_loss(logits, tokens) + next_token_loss(mask_logits, masks)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
@@ -97,6 +105,12 @@ class Prior(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size)
+        # MVQ with sampled masks: the mask of token t is predicted from the sequence so far and the code k_t,
+        # and fed back as input beside the code (mask id num_masks stands for "none" at the start).
+        self.wme = nn.Embedding(cfg.num_masks + 1, cfg.n_embd) if cfg.num_masks else None
+        self.mask_code = nn.Embedding(cfg.vocab_size, cfg.n_embd) if cfg.num_masks else None
+        self.mask_head = nn.Sequential(nn.Linear(cfg.n_embd, cfg.n_embd), nn.GELU(),
+                                       nn.Linear(cfg.n_embd, cfg.num_masks)) if cfg.num_masks else None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("c_proj.weight"):
@@ -141,10 +155,14 @@ class Prior(nn.Module):
             raise ValueError(f"labels must lie in [0, {self.cfg.num_classes}), got values from {lo} to {hi}")
         return labels
 
-    def _run(self, ids: torch.Tensor, labels, cache: KVCache | None = None, pos: int = 0, last_only: bool = False):
-        """ids (B, t): input ids (start id at position 0) placed at positions pos..pos+t-1."""
+    def _run(self, ids: torch.Tensor, labels, cache: KVCache | None = None, pos: int = 0, last_only: bool = False,
+             mask_ids: torch.Tensor | None = None, hidden: bool = False):
+        """ids (B, t): input ids (start id at position 0) placed at positions pos..pos+t-1; mask_ids (B, t) the
+        masks beside them (priors with a mask head). Returns logits, or (logits, final hidden states)."""
         t = ids.shape[1]
         x = self.wte(ids)  # (B, t, C)
+        if self.wme is not None:
+            x = x + self.wme(mask_ids)
         if self.wce is not None and pos == 0:  # the class takes the start token's place
             x = torch.cat([self.wce(labels)[:, None], x[:, 1:]], dim=1)
         x = self.drop(x + self.wpe(torch.arange(pos, pos + t, device=ids.device)))  # (B, t, C)
@@ -152,19 +170,34 @@ class Prior(nn.Module):
             x = block(x, None if cache is None else cache[i], pos)
         if last_only:
             x = x[:, -1:]  # (B, 1, C)
-        return self.head(self.ln_f(x))  # (B, t or 1, vocab)
+        h = self.ln_f(x)
+        return (self.head(h), h) if hidden else self.head(h)  # logits (B, t or 1, vocab)
 
-    def forward(self, tokens: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens (B, t<=T) -> logits (B, t, vocab); logits[:, i] predicts tokens[:, i] from tokens[:, :i]."""
+    def mask_logits(self, h: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Mask logits (B, t, M) of codes (B, t) at positions whose final hidden states are h (B, t, C)."""
+        return self.mask_head(h + self.mask_code(codes))
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor | None = None, masks: torch.Tensor | None = None):
+        """tokens (B, t<=T) -> logits (B, t, vocab); logits[:, i] predicts tokens[:, i] from tokens[:, :i].
+
+        A prior with a mask head takes the tokens' masks (B, t) too and returns (logits, mask logits (B, t, M)):
+        mask logits[:, i] predict masks[:, i] from tokens[:, :i+1] and masks[:, :i]."""
         if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.cfg.tokens:
             raise ValueError(f"tokens must have shape (B, t), 1 <= t <= {self.cfg.tokens}, got {tuple(tokens.shape)}")
+        if (masks is None) != (self.mask_head is None):
+            raise ValueError("masks go with a prior that has a mask head (num_masks > 0), and only with one")
         labels = self._check_labels(labels, tokens.shape[0])
         start = torch.full_like(tokens[:, :1], self.start_id)
         ids = torch.cat([start, tokens[:, :-1]], dim=1)  # (B, t): [start, t0, .., t_{t-2}]
-        return self._run(ids, labels)
+        if masks is None:
+            return self._run(ids, labels)
+        mask_ids = torch.cat([torch.full_like(masks[:, :1], self.cfg.num_masks), masks[:, :-1]], dim=1)  # (B, t)
+        logits, h = self._run(ids, labels, mask_ids=mask_ids, hidden=True)
+        return logits, self.mask_logits(h, tokens)
 
-    def loss(self, tokens: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return next_token_loss(self(tokens, labels), tokens)
+    def loss(self, tokens: torch.Tensor, labels: torch.Tensor | None = None,
+             masks: torch.Tensor | None = None) -> torch.Tensor:
+        return sequence_loss(self(tokens, labels, masks), tokens, masks)
 
     def _new_cache(self, batch: int, dtype: torch.dtype) -> KVCache:
         shape = (batch, self.cfg.n_head, self.cfg.tokens, self.cfg.n_embd // self.cfg.n_head)  # (B, nh, T, hs)
@@ -189,20 +222,29 @@ class Prior(nn.Module):
         return torch.multinomial(probs, 1, generator=g)  # (B, 1)
 
     @torch.inference_mode()
-    def _sample_chunk(self, b: int, labels, use_cache: bool, g: torch.Generator, **sampling) -> torch.Tensor:
-        """Sample b sequences -> (b, T); with a cache each step runs the network over one position only."""
+    def _sample_chunk(self, b: int, labels, use_cache: bool, g: torch.Generator, mask_temperature: float = 1.0,
+                      **sampling) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sample b sequences -> ids (b, T) and, with a mask head, masks (b, T); with a cache each step runs
+        the network over one position only."""
         on_cuda = self.wte.weight.device.type == "cuda"
         cache = self._new_cache(b, torch.bfloat16 if on_cuda else self.wte.weight.dtype) if use_cache else None
         ids = torch.full((b, 1), self.start_id, dtype=torch.long, device=self.wte.weight.device)  # (b, 1)
+        masks = torch.full_like(ids, self.cfg.num_masks) if self.mask_head is not None else None  # (b, 1)
         for i in range(self.cfg.tokens):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
                 if use_cache:
-                    logits = self._run(ids[:, -1:], labels, cache, pos=i)  # (b, 1, vocab)
+                    logits, h = self._run(ids[:, -1:], labels, cache, pos=i, hidden=True,
+                                          mask_ids=None if masks is None else masks[:, -1:])  # (b, 1, vocab)
                 else:  # recompute the whole prefix: the reference path for tests and benchmarks
-                    logits = self._run(ids, labels, last_only=True)  # (b, 1, vocab)
+                    logits, h = self._run(ids, labels, last_only=True, mask_ids=masks, hidden=True)  # (b, 1, vocab)
             nxt = self._sample(logits[:, -1].float(), g=g, **sampling)  # (b, 1)
             ids = torch.cat([ids, nxt], dim=1)  # (b, i+2)
-        return ids[:, 1:]  # (b, T)
+            if masks is not None:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+                    mask_logits = self.mask_logits(h[:, -1:], nxt)  # (b, 1, M)
+                m = self._sample(mask_logits[:, -1].float(), mask_temperature, None, None, g)  # (b, 1)
+                masks = torch.cat([masks, m], dim=1)
+        return ids[:, 1:], None if masks is None else masks[:, 1:]  # (b, T) each
 
     def generate(
         self,
@@ -214,11 +256,15 @@ class Prior(nn.Module):
         labels=None,
         use_cache: bool = True,
         batch_size: int | None = None,
-    ) -> torch.Tensor:
+        mask_temperature: float = 1.0,
+        return_masks: bool = False,
+    ):
         """Sample n token sequences -> LongTensor (n, T). The same seed gives the same samples.
 
         temperature 0 is greedy (argmax); top_k keeps the k largest logits; top_p keeps the smallest set of
         tokens whose probability reaches p. labels (int or (n,) ints) are required iff num_classes > 0.
+        A prior with a mask head draws each token's mask after its code (mask_temperature, 0 = argmax);
+        return_masks gives (ids, masks), masks None for a prior without a mask head.
         """
         if not _positive_int(n):
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -236,7 +282,10 @@ class Prior(nn.Module):
             g.seed()  # fresh nondeterministic seed; the global RNG is left alone
         else:
             g.manual_seed(seed)
-        sampling = dict(temperature=float(temperature), top_k=None if top_k is None else int(top_k), top_p=top_p)
+        if not (isinstance(mask_temperature, numbers.Real) and math.isfinite(mask_temperature) and mask_temperature >= 0):
+            raise ValueError(f"mask_temperature must be a finite number >= 0, got {mask_temperature!r}")
+        sampling = dict(temperature=float(temperature), top_k=None if top_k is None else int(top_k), top_p=top_p,
+                        mask_temperature=float(mask_temperature))
         n, step = int(n), int(batch_size or n)
         was_training = self.training
         self.eval()
@@ -247,4 +296,7 @@ class Prior(nn.Module):
                 chunks.append(self._sample_chunk(min(step, n - lo), lab, use_cache, g, **sampling))
         finally:
             self.train(was_training)
-        return torch.cat(chunks, dim=0).clone()  # (n, T); cloned outside inference mode: a normal tensor
+        ids = torch.cat([c[0] for c in chunks], dim=0).clone()  # (n, T); cloned outside inference mode
+        if not return_masks:
+            return ids
+        return ids, None if self.mask_head is None else torch.cat([c[1] for c in chunks], dim=0).clone()
