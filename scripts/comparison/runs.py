@@ -85,7 +85,7 @@ def prior_cmd(st: Settings, spec: Spec, seed: int, resume: bool) -> list[str]:
     cmd = [*mvq_command(), "train", "prior", str(run_dir(st, spec, seed)), "--data", st.train_data, *PRIOR_SIZE,
            "--steps", str(st.prior_steps), "--batch-size", str(prior_batch(spec.tokens)), "--seed", str(seed),
            "--device", st.device]
-    return cmd + (["--resume"] if resume else [])
+    return cmd + (["--resume"] if resume else ["--overwrite"])  # a prior of an older tokenizer goes
 
 
 def eval_cmd(st: Settings, spec: Spec, seed: int) -> list[str]:
