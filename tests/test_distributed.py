@@ -51,3 +51,29 @@ def test_two_processes_match_one(tmp_path, quantizer):
     else:  # VQ's data init and restarts draw different samples; the curve still agrees
         np.testing.assert_allclose(loss2[-4:], loss1[-4:], rtol=0.25)
     assert not list((tmp_path / "two").glob("checkpoints*"))
+
+
+def test_prior_trains_data_parallel_and_only_rank_0_writes(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(blobs(64, 16)):
+        Image.fromarray(img).save(folder / f"{i:03d}.png")
+    train(tmp_path / "one", folder, 1, "fsq")
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    histories = {}
+    for name, procs in (("one", 1), ("two", 2)):
+        launcher = [torchrun, "--nproc_per_node", "2", "--master_port", str(29700 + os.getpid() % 500), "-m"] \
+            if procs > 1 else [sys.executable, "-m"]
+        args = launcher + ["tokenizer_cli", "train", "prior", str(tmp_path / name), "--data", str(folder),
+                           "--layers", "1", "--heads", "2", "--width", "16", "--steps", "10", "--batch-size", "16",
+                           "--device", "cpu"]
+        res = subprocess.run(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                             timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert res.stderr.count("wrote ") == 1  # one rank wrote the model folder
+        cfg = json.loads((tmp_path / name / "config.json").read_text())["prior_training"]
+        assert cfg["processes"] == procs
+        histories[name] = np.array([l for _, l in cfg["loss_history"]])
+    np.testing.assert_allclose(histories["two"], histories["one"], rtol=1e-3)
+    assert not list((tmp_path / "two").glob("checkpoints*"))

@@ -42,6 +42,15 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to the disk, so a power cut cannot leave a pointer to nothing."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_checkpoint(run_dir: Path, step: int, models: dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
                     info: dict, keep: int = 2) -> Path:
     run_dir = Path(run_dir)
@@ -53,13 +62,20 @@ def save_checkpoint(run_dir: Path, step: int, models: dict[str, torch.nn.Module]
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / f"{name}.safetensors")
     opt_tensors, opt_meta = _optimizer_tensors(opt)
     opt_tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            opt_tensors[f"rng.cuda.{i}"] = state
     save_file(opt_tensors, tmp / "trainer.safetensors")
     (tmp / "trainer.json").write_text(json.dumps({"step": step, "optimizer": opt_meta, **info}))
+    for file in tmp.iterdir():
+        _fsync(file)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     pointer = run_dir / ".latest.tmp"
     pointer.write_text(final.name)
+    _fsync(pointer)
     os.replace(pointer, run_dir / "latest")
+    _fsync(run_dir)  # the renames themselves reach the disk
     for old in sorted(run_dir.glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -101,6 +117,10 @@ def load_checkpoint(folder: Path, models: dict[str, torch.nn.Module], opt: torch
         info = json.loads((folder / "trainer.json").read_text())
         tensors = load_file(folder / "trainer.safetensors")
         torch.set_rng_state(tensors.pop("rng.torch"))
+        cuda_states = [tensors.pop(k) for k in sorted((k for k in list(tensors) if k.startswith("rng.cuda.")),
+                                                       key=lambda k: int(k.rsplit(".", 1)[1]))]
+        if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
         opt.load_state_dict(_optimizer_state(tensors, info.pop("optimizer")))
         int(info["step"])
     except BadCheckpoint:

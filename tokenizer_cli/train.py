@@ -76,9 +76,10 @@ def _run(model: torch.nn.Module, step_loss: Callable[..., tuple[torch.Tensor, di
          on_step: StepCallback | None, info: dict) -> dict:
     """The shared loop: AdamW, warm-up + cosine, checkpoints, resume; DDP when under torchrun."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    start = 0
+    start, history = 0, []  # history: (step, loss) about 100 times a run, kept in config.json
     if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
-        start = load_checkpoint(ckpt, {name: model}, opt)["step"]
+        saved = load_checkpoint(ckpt, {name: model}, opt)
+        start, history = saved["step"], list(saved.get("history", []))
     world, rank = distributed.world_size(), distributed.rank()
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} must be divisible by the {world} processes")
@@ -90,7 +91,6 @@ def _run(model: torch.nn.Module, step_loss: Callable[..., tuple[torch.Tensor, di
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     model.train()
     stats: dict = {}
-    history: list[list] = []  # (step, loss) about 100 times a run, kept in config.json
     t0 = time.perf_counter()
     for step in range(start, cfg.steps):
         for group in opt.param_groups:
@@ -108,7 +108,7 @@ def _run(model: torch.nn.Module, step_loss: Callable[..., tuple[torch.Tensor, di
             on_step(done, stats)
         if done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             if rank == 0:
-                save_checkpoint(run_dir, done, {name: model}, opt, info)
+                save_checkpoint(run_dir, done, {name: model}, opt, {**info, "history": history})
             distributed.barrier()
     model.eval()
     return {**stats, "seconds": time.perf_counter() - t0, "resumed_from": start, "history": history}

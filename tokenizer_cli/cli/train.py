@@ -236,9 +236,12 @@ def prior(
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
 ) -> None:
-    """Train a GPT-style prior over the tokens of a model's tokenizer."""
+    """Train a GPT-style prior over the tokens of a model's tokenizer.
+
+    Runs data-parallel under `torchrun --nproc_per_node N -m tokenizer_cli train prior ...`."""
     import torch
 
+    from .. import distributed
     from ..train import TrainConfig
 
     from ..config import PriorConfig
@@ -248,13 +251,15 @@ def prior(
     from ..inference import encode_images
     from ..train import train_prior
 
-    dev = pick_device(device)
+    dev = distributed.setup(pick_device(device))
     if not (model / "config.json").is_file():
         fail(f"{model} is not a model folder (no config.json); train a tokenizer first")
     if n_embd % n_head:
         fail(f"--width {n_embd} must be a multiple of --heads {n_head}")
     run_dir = model / "checkpoints-prior"
-    _check_prior_out(model, run_dir, resume, overwrite)
+    if distributed.is_main():
+        _check_prior_out(model, run_dir, resume, overwrite)
+    distributed.barrier()
     pipe = load_pipeline(str(model), dev)
     tok = pipe.tokenizer
     labels = None
@@ -287,19 +292,27 @@ def prior(
     net = Prior(pcfg)
     tcfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                        precision=precision)
-    console.print(f"training prior: {net.num_parameters():,} parameters over {len(ids):,} sequences of "
+    if distributed.is_main():
+        console.print(f"training prior: {net.num_parameters():,} parameters over {len(ids):,} sequences of "
                   f"{pcfg.tokens} tokens (vocabulary {pcfg.vocab_size}"
-                  + (f", and a head for their {pcfg.num_masks} masks" if pcfg.num_masks else "") + f"), {dev}")
-    if not resume:
+                      + (f", and a head for their {pcfg.num_masks} masks" if pcfg.num_masks else "")
+                      + f"), {dev} x {distributed.world_size()}")
+    if not resume and distributed.is_main():
         shutil.rmtree(run_dir, ignore_errors=True)  # an older run's state must not mix with this one's
+    distributed.barrier()
     with progress_bar("train prior", steps, _resume_step(run_dir, resume)) as bar:
         result = train_prior(net, ids, labels, tcfg, run_dir, dev, resume=resume,
                              on_step=lambda step, s: bar.advance(loss=s["loss"]), masks=masks)
+    if not distributed.is_main():  # rank 0 alone writes the model folder
+        distributed.cleanup()
+        return
     extra = {"prior_training": {"command": "mvq " + shlex.join(sys.argv[1:]), "data": source, **to_dict(tcfg),
                                 "seconds": round(result["seconds"], 1), "final_loss": round(result["loss"], 4),
-                                "device": str(dev)},
+                                "device": str(dev), "processes": distributed.world_size(),
+                                "resumed_from": result["resumed_from"], "loss_history": result["history"]},
              "eval": None}  # generation FD of an older prior no longer holds
     save_pipeline(model, tok.cpu(), net.cpu(), extra=extra)
     (model / "README.md").write_text(model_card(read_config(model), model.name))
     shutil.rmtree(run_dir, ignore_errors=True)
     console.print(f"wrote {model / 'prior.safetensors'}: final loss {result['loss']:.3f} nats/token")
+    distributed.cleanup()
