@@ -169,6 +169,7 @@ def test_cuda_without_gpu_is_a_clear_error(runner, model_dir, image_dir, tmp_pat
     assert res.exit_code == 1 and "CUDA" in res.stderr
 
 
+@pytest.mark.slow
 def test_killed_encode_leaves_no_output(model_dir, tmp_path):
     """SIGKILL in the middle of `mvq encode` leaves no tokens file, no manifest and no temp file."""
     import os

@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 
 from test_train import blobs
 
+pytestmark = pytest.mark.slow  # subprocesses and trainings: outside the fast suite
+
 
 def train(out: Path, folder: Path, procs: int, quantizer: str) -> dict:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -14,6 +16,8 @@ from safetensors import safe_open
 
 from tokenizer_cli.classifier import load_feature_net
 from tokenizer_cli.hub import load_pipeline
+
+pytestmark = pytest.mark.slow  # subprocesses and trainings: outside the fast suite
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 

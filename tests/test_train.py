@@ -111,6 +111,7 @@ def test_cli_train_rejects_bad_options(runner, tmp_path):
     assert res.exit_code == 2 and "--winner" in res.stderr and not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume(tmp_path):
     """A real training process killed with SIGKILL resumes from its last complete checkpoint."""
     import os

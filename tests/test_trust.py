@@ -470,6 +470,7 @@ def _hub_env(tmp_path: Path, url: str) -> dict:
             "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["stall", "error", "refused"])
 @pytest.mark.parametrize("command", ["encode", "push"])
 def test_hub_failures_are_one_line_within_30_seconds(model_dir, image_dir, tmp_path, mode, command):
