@@ -3,6 +3,7 @@
     python scripts/bench_train.py tokenizer --threads 2                       # this checkout
     python scripts/bench_train.py tokenizer --threads 2 --precision bf16
     python scripts/bench_train.py prior --threads 1 --compare d5ec0d8         # old vs this, side by side
+    python scripts/bench_train.py tokenizer --compare d5ec0d8 --old-precision fp32 --precision bf16
 
 The defaults are the shipped Fashion-MNIST MVQ settings (T=2, K=16, g=4, base channels 16, batch 128) and
 the shipped prior (4 layers, 4 heads, width 128, batch 256, T=2, vocabulary 240). Throughput is timed
@@ -98,15 +99,16 @@ def compare(args, argv: list[str]) -> dict:
                        check=True, capture_output=True)
         try:
             old, new = [], []
+            old_argv = argv + (["--precision", args.old_precision] if args.old_precision else [])
             for _ in range(args.repeats):
-                old.append(_run_worker(tree, argv)["per_second"])
+                old.append(_run_worker(tree, old_argv)["per_second"])
                 new.append(_run_worker(ROOT, argv)["per_second"])
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False,
                            capture_output=True)
     o, n = statistics.median(old), statistics.median(new)
     return {"old": args.compare, "old_per_second": [round(x, 1) for x in old],
-            "new_per_second": [round(x, 1) for x in new], "old_median": round(o, 1), "new_median": round(n, 1),
+            "new_per_second": [round(x, 1) for x in new], "old_precision": args.old_precision or args.precision, "old_median": round(o, 1), "new_median": round(n, 1),
             "speedup": round(n / o, 3)}
 
 
@@ -132,6 +134,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--compare", metavar="REF", help="measure git REF and this checkout in alternation")
+    p.add_argument("--old-precision", choices=["fp32", "bf16"], help="--precision of the REF side (default: the same)")
     p.add_argument("--repeats", type=int, default=3, help="runs of each side with --compare")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -144,7 +147,15 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     if args.compare:
-        result = compare(args, [a for a in argv if not a.startswith("--compare") and a != args.compare])
+        skip = {"--compare": 1, "--old-precision": 1, "--repeats": 1}
+        worker_argv, i = [], 0
+        while i < len(argv):  # the worker runs one measurement: drop the comparison's own options
+            if argv[i] in skip:
+                i += 1 + skip[argv[i]]
+                continue
+            worker_argv.append(argv[i])
+            i += 1
+        result = compare(args, worker_argv)
     else:
         result = measure(args)
     result.update({"kind": args.kind, "threads": args.threads, "precision": args.precision, "compile": args.compile,
