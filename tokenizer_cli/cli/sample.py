@@ -44,6 +44,8 @@ def sample(
     if images_dir is not None and images_dir.is_dir() and any(images_dir.glob("*.png")) and not overwrite:
         fail(f"{images_dir} already holds PNG files (pass --overwrite to replace them)")
     dev = pick_device(device)
+    if dev.type == "cpu" and n <= 256:  # small ops: waking a second thread costs more than it saves
+        torch.set_num_threads(1)
     pipe = load_pipeline(model, dev, need_prior=True)
     t0 = time.perf_counter()
     try:

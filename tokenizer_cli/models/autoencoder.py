@@ -149,14 +149,25 @@ class Tokenizer(nn.Module):
             h = self.from_latent(z_q.reshape(b, -1)).view(b, ch, side, side)
         return self.decoder(h)
 
+    def quantize(self, z: torch.Tensor) -> QuantizerOutput:
+        """The quantizer on float32 latents with autocast off: under bf16 autocast its distances, codebook
+        updates, FSQ rounding and loss stay float32 (only the conv/linear layers around it run in bf16)."""
+        with torch.autocast(z.device.type, enabled=False):
+            return self.quantizer(z.float())
+
+    def codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code vectors (B, T, D) float32 of token ids, computed as in training (autocast off)."""
+        with torch.autocast(indices.device.type, enabled=False):
+            return self.quantizer.indices_to_codes(indices)
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
-        q = self.quantizer(self.latents(images))
+        q = self.quantize(self.latents(images))
         return self.decode_latents(q.z_q), q
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.quantizer(self.latents(images)).indices
+        return self.quantize(self.latents(images)).indices
 
     @torch.inference_mode()
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.decode_latents(self.quantizer.indices_to_codes(indices)).clamp(-1, 1)
+        return self.decode_latents(self.codes(indices)).clamp(-1, 1)
