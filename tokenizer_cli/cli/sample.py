@@ -52,6 +52,8 @@ def sample(
         fail(f"{images_dir} already holds PNG files (pass --overwrite to replace them)")
     data_io.check_writable(out, *tokens_files, folders=[images_dir])
     dev = pick_device(device)
+    if dev.type == "cpu" and n <= 256:  # small ops: waking a second thread costs more than it saves
+        torch.set_num_threads(1)
     pipe = load_pipeline(model, dev, need_prior=True)
     tok = pipe.tokenizer
     from ..inference import decode_tokens, sample_tokens

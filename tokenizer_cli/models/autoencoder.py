@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import TokenizerConfig
@@ -28,6 +29,29 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
+
+
+def _cpu_bf16_autocast() -> bool:
+    if hasattr(torch, "is_autocast_cpu_enabled") and not hasattr(torch, "get_autocast_dtype"):  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() and torch.get_autocast_cpu_dtype() == torch.bfloat16
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+class Downsample(nn.Conv2d):
+    """Conv2d(in, out, 4, stride=2, padding=1), the same parameters; under CPU bf16 autocast it runs as the
+    equal 2x2 stride-1 conv over the space-to-depth (pixel-unshuffled) padded input, because oneDNN's bf16
+    backward of the strided 4x4 conv is many times slower than the whole rest of the step."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 4, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.shape[-1] % 2 or x.shape[-2] % 2 or not _cpu_bf16_autocast():
+            return super().forward(x)
+        o, i = self.weight.shape[:2]
+        # w[o, c, 2a+dy, 2b+dx] -> w2[o, 4c + 2dy + dx, a, b], the channel order of pixel_unshuffle
+        w2 = self.weight.view(o, i, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(o, 4 * i, 2, 2)
+        return F.conv2d(F.pixel_unshuffle(F.pad(x, (1, 1, 1, 1)), 2), w2, self.bias)
 
 
 def num_downsamples(cfg: TokenizerConfig) -> int:
@@ -55,7 +79,7 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(cfg.channels, ch, 3, padding=1)]
         for _ in range(num_downsamples(cfg)):
             layers += [ResBlock(ch) for _ in range(cfg.res_blocks)]
-            layers.append(nn.Conv2d(ch, ch * 2, 4, stride=2, padding=1))
+            layers.append(Downsample(ch, ch * 2))
             ch *= 2
         layers += [ResBlock(ch) for _ in range(cfg.res_blocks)] + [norm(ch), nn.SiLU()]
         self.features = nn.Sequential(*layers)
@@ -131,14 +155,26 @@ class Tokenizer(nn.Module):
             h = self.from_latent(z_q.reshape(b, -1)).view(b, ch, side, side)
         return self.decoder(h)
 
+    def quantize(self, z: torch.Tensor) -> QuantizerOutput:
+        """The quantizer on float32 latents with autocast off: under bf16 autocast its distances, codebook
+        updates, FSQ rounding and loss stay float32 (only the conv/linear layers around it run in bf16)."""
+        with torch.autocast(z.device.type, enabled=False):
+            return self.quantizer(z.float())
+
+    def codes(self, indices: torch.Tensor, **mask_args) -> torch.Tensor:
+        """Code vectors (B, T, D) float32 of token ids, computed as in training (autocast off); MVQ with
+        sampled masks takes masks=, generator=, temperature=, sampling= (see MVQ.indices_to_codes)."""
+        with torch.autocast(indices.device.type, enabled=False):
+            return self.quantizer.indices_to_codes(indices, **mask_args)
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
-        q = self.quantizer(self.latents(images))
+        q = self.quantize(self.latents(images))
         return self.decode_latents(q.z_q), q
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor, with_masks: bool = False):
         """Token ids (B, T) int64; with_masks: (ids, masks (B, T) or None where the model has no masks)."""
-        q = self.quantizer(self.latents(images))
+        q = self.quantize(self.latents(images))
         return (q.indices, q.masks) if with_masks else q.indices
 
     @torch.inference_mode()
@@ -147,9 +183,5 @@ class Tokenizer(nn.Module):
                mask_sampling: str = "learned") -> torch.Tensor:
         """Images in [-1, 1] for token ids (B, T). MVQ with sampled masks uses `masks` (B, T) when given
         (exact reconstruction of encoded images) and draws them otherwise (see MVQ.sample_masks)."""
-        if self.num_masks:
-            codes = self.quantizer.indices_to_codes(indices, masks, generator=generator,
-                                                    temperature=mask_temperature, sampling=mask_sampling)
-        else:
-            codes = self.quantizer.indices_to_codes(indices)
-        return self.decode_latents(codes).clamp(-1, 1)
+        mask_args = dict(masks=masks, generator=generator, temperature=mask_temperature, sampling=mask_sampling)
+        return self.decode_latents(self.codes(indices, **(mask_args if self.num_masks else {}))).clamp(-1, 1)

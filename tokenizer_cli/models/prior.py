@@ -50,6 +50,13 @@ class CausalSelfAttention(nn.Module):
         B, t, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (z.view(B, t, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, t, hs)
+        if isinstance(pos, torch.Tensor):  # one token at a tensor position over the whole cache: fixed shapes
+            k_cache, v_cache = cache  # (B, nh, T, hs), zeros where not yet written
+            k_cache.index_copy_(2, pos.view(1), k.to(k_cache.dtype))
+            v_cache.index_copy_(2, pos.view(1), v.to(v_cache.dtype))
+            seen = (torch.arange(k_cache.shape[2], device=pos.device) <= pos)[None]  # (1, T): one query
+            y = F.scaled_dot_product_attention(q, k_cache.to(q.dtype), v_cache.to(q.dtype), attn_mask=seen)
+            return self.c_proj(y.transpose(1, 2).reshape(B, t, C))
         if cache is not None:
             k_cache, v_cache = cache  # (B, nh, T, hs)
             k_cache[:, :, pos : pos + t] = k
@@ -177,6 +184,27 @@ class Prior(nn.Module):
         """Mask logits (B, t, M) of codes (B, t) at positions whose final hidden states are h (B, t, C)."""
         return self.mask_head(h + self.mask_code(codes))
 
+    def _static_step(self, ids: torch.Tensor, pos: torch.Tensor, cache: KVCache,
+                     mask_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, 1, vocab), final hidden state (B, 1, C)) of one token ids (B, 1) (and its mask ids) at
+        position pos (a 0-d long tensor, >= 1) attending over the whole preallocated cache with a mask: every
+        shape is fixed, so it can be captured as one graph."""
+        x = self.wte(ids) + self.wpe(pos.view(1))
+        if self.wme is not None:
+            x = x + self.wme(mask_ids)
+        for block, layer_cache in zip(self.blocks, cache):
+            x = block(x, layer_cache, pos)
+        h = self.ln_f(x)
+        return self.head(h), h
+
+    def _graph_step(self):
+        """`_static_step` compiled with torch.compile(mode="reduce-overhead"): CUDA graphs on a GPU, fused
+        kernels on a CPU; built once per model (kept out of the state dict)."""
+        if "_compiled_step" not in self.__dict__:
+            self.__dict__["_compiled_step"] = torch.compile(self._static_step, mode="reduce-overhead",
+                                                            fullgraph=True, dynamic=False)
+        return self.__dict__["_compiled_step"]
+
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor | None = None, masks: torch.Tensor | None = None):
         """tokens (B, t<=T) -> logits (B, t, vocab); logits[:, i] predicts tokens[:, i] from tokens[:, :i].
 
@@ -222,17 +250,28 @@ class Prior(nn.Module):
         return torch.multinomial(probs, 1, generator=g)  # (B, 1)
 
     @torch.inference_mode()
-    def _sample_chunk(self, b: int, labels, use_cache: bool, g: torch.Generator, mask_temperature: float = 1.0,
-                      **sampling) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _sample_chunk(self, b: int, labels, use_cache: bool, g: torch.Generator, graph: bool = False,
+                      mask_temperature: float = 1.0, **sampling) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Sample b sequences -> ids (b, T) and, with a mask head, masks (b, T); with a cache each step runs
-        the network over one position only."""
+        the network over one position only.
+
+        graph: steps after the first run `_graph_step` (fixed shapes, masked attention over the whole cache);
+        random numbers are drawn outside it, so the same seed gives the same tokens as eager sampling."""
         on_cuda = self.wte.weight.device.type == "cuda"
-        cache = self._new_cache(b, torch.bfloat16 if on_cuda else self.wte.weight.dtype) if use_cache else None
+        cache = self._new_cache(b, torch.bfloat16 if on_cuda else self.wte.weight.dtype) if use_cache or graph else None
+        if graph:
+            for k, v in cache:  # masked positions must hold numbers (0 * NaN is NaN)
+                k.zero_(), v.zero_()
+            step = self._graph_step()
+            positions = torch.arange(self.cfg.tokens, device=self.wte.weight.device)
         ids = torch.full((b, 1), self.start_id, dtype=torch.long, device=self.wte.weight.device)  # (b, 1)
         masks = torch.full_like(ids, self.cfg.num_masks) if self.mask_head is not None else None  # (b, 1)
         for i in range(self.cfg.tokens):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
-                if use_cache:
+                if graph and i > 0:
+                    logits, h = (t.clone() for t in step(ids[:, -1:], positions[i], cache,
+                                                         None if masks is None else masks[:, -1:]))  # graph outputs
+                elif use_cache or graph:
                     logits, h = self._run(ids[:, -1:], labels, cache, pos=i, hidden=True,
                                           mask_ids=None if masks is None else masks[:, -1:])  # (b, 1, vocab)
                 else:  # recompute the whole prefix: the reference path for tests and benchmarks
@@ -258,6 +297,7 @@ class Prior(nn.Module):
         batch_size: int | None = None,
         mask_temperature: float = 1.0,
         return_masks: bool = False,
+        graph: bool = False,
     ):
         """Sample n token sequences -> LongTensor (n, T). The same seed gives the same samples.
 
@@ -265,6 +305,9 @@ class Prior(nn.Module):
         tokens whose probability reaches p. labels (int or (n,) ints) are required iff num_classes > 0.
         A prior with a mask head draws each token's mask after its code (mask_temperature, 0 = argmax);
         return_masks gives (ids, masks), masks None for a prior without a mask head.
+        graph=True runs each step after the first as one compiled graph (torch.compile, "reduce-overhead":
+        CUDA graphs on a GPU) over a fixed-shape KV cache: the same tokens as eager sampling for the same seed,
+        after a compile of some seconds to a minute, so it pays off for long runs (many batches of one size).
         """
         if not _positive_int(n):
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -293,7 +336,7 @@ class Prior(nn.Module):
             chunks = []
             for lo in range(0, n, step):
                 lab = None if labels is None else labels[lo : lo + step]
-                chunks.append(self._sample_chunk(min(step, n - lo), lab, use_cache, g, **sampling))
+                chunks.append(self._sample_chunk(min(step, n - lo), lab, use_cache, g, graph, **sampling))
         finally:
             self.train(was_training)
         ids = torch.cat([c[0] for c in chunks], dim=0).clone()  # (n, T); cloned outside inference mode
