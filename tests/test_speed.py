@@ -126,3 +126,15 @@ def test_bench_script_compares_with_a_git_ref(tmp_path):
                          capture_output=True, text=True, check=True, cwd=ROOT)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["old"] == "HEAD" and result["speedup"] > 0
+
+
+@pytest.mark.slow
+def test_graph_sampling_with_a_mask_head():
+    from tokenizer_cli.config import PriorConfig
+    from tokenizer_cli.models import Prior
+
+    torch.manual_seed(0)
+    prior = Prior(PriorConfig(vocab_size=10, tokens=4, n_layer=1, n_head=2, n_embd=16, num_masks=5))
+    eager = prior.generate(30, seed=1, return_masks=True)
+    graph = prior.generate(30, seed=1, return_masks=True, graph=True)
+    assert torch.equal(graph[0], eager[0]) and torch.equal(graph[1], eager[1])
