@@ -13,15 +13,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_generate(prior, batch: int, repeats: int, use_cache: bool = True) -> float:
-    """Median seconds for one call of prior.generate(batch), after one warm-up call."""
+def time_generate(prior, batch: int, repeats: int, use_cache: bool = True, graph: bool = False) -> float:
+    """Median seconds for one call of prior.generate(batch), after one warm-up call (which compiles, with graph)."""
     device = next(prior.parameters()).device
-    prior.generate(batch, seed=0, use_cache=use_cache)
+    prior.generate(batch, seed=0, use_cache=use_cache, graph=graph)
     _sync(device)
     times = []
     for r in range(repeats):
         t0 = time.perf_counter()
-        prior.generate(batch, seed=r + 1, use_cache=use_cache)
+        prior.generate(batch, seed=r + 1, use_cache=use_cache, graph=graph)
         _sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
@@ -36,7 +36,8 @@ def quality(cfg: dict) -> tuple[str, float | None]:
     return ("recon MSE", float(mse)) if mse is not None else ("-", None)
 
 
-def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64), no_cache: bool = True) -> dict:
+def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64), no_cache: bool = True,
+            graph: bool = False) -> dict:
     prior, tok = pipe.prior, pipe.tokenizer
     metric, value = quality(pipe.config)
     row = {"model": name, "quantizer": tok.cfg.quantizer.kind, "description": tok.cfg.quantizer.describe(), "tokens": tok.tokens_per_image, "vocab": tok.vocab_size,
@@ -47,6 +48,9 @@ def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64
     big = max(batch_sizes)
     row["images_per_s"] = 1000 / row[f"ms_per_image_b{big}"]
     row["ms_per_token"] = row[f"ms_per_image_b{big}"] * big / tok.tokens_per_image
+    if graph:  # the same sampling as one compiled graph per step
+        for b in batch_sizes:
+            row[f"ms_per_image_b{b}_graph"] = time_generate(prior, b, repeats, graph=True) / b * 1000
     if no_cache:
         row[f"ms_per_image_b{big}_no_cache"] = time_generate(prior, big, repeats, use_cache=False) / big * 1000
     return row

@@ -51,15 +51,16 @@ def decode_tokens(tokenizer, ids: np.ndarray, masks: np.ndarray | None = None, b
 @torch.inference_mode()
 def sample_tokens(prior, tokenizer, n: int, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None, seed: int | None = 0, label: int | None = None,
-                  mask_temperature: float = 1.0, mask_sampling: str = "prior", batch_size: int = 1024
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
+                  mask_temperature: float = 1.0, mask_sampling: str = "prior", batch_size: int = 1024,
+                  graph: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """n token rows (n, T) from the prior and, for MVQ with sampled masks, their drawn masks (n, T).
 
     The prior samples `batch_size` sequences at a time (KV cache); the same seed gives the same rows. Masks
     come from the prior's mask head ("prior", where it has one), the tokenizer's p(m | k) ("learned") or
     are uniform; "prior" falls back to "learned" for a prior without a mask head."""
     ids, masks = prior.generate(n, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, labels=label,
-                                batch_size=min(n, batch_size), mask_temperature=mask_temperature, return_masks=True)
+                                batch_size=min(n, batch_size), mask_temperature=mask_temperature, return_masks=True,
+                                graph=graph)
     if masks is not None and mask_sampling == "prior":
         return ids.cpu().numpy(), masks.cpu().numpy()
     masks = None

@@ -33,7 +33,8 @@ def _candidates(tokens: int) -> list[str]:
 def benchmark(
     tokens: Annotated[int, typer.Option("--tokens", "-t", help="Tokens per image of the models to compare.")] = 2,
     models: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to time (repeat the option); default: shipped models at --tokens and the longer VQ baselines.")] = None,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per measurement (the median is reported).")] = 5,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, max=1000, help="Timed runs per measurement (the median is reported).")] = 5,
+    graph: Annotated[bool, typer.Option("--graph", help="Also time sampling as compiled graphs (torch.compile 'reduce-overhead'; CUDA graphs on a GPU).")] = False,
     json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -51,7 +52,7 @@ def benchmark(
     with console.status("timing priors...") as status:
         for name, pipe in pipes.items():
             status.update(f"timing {name}")
-            rows.append(measure(name, pipe, repeats))
+            rows.append(measure(name, pipe, repeats, graph=graph))
     ups, same_quality = speedups(rows, tokens), equal_quality(rows)
     _print(rows, ups, same_quality, dev)
     if json_out is not None:
@@ -75,6 +76,14 @@ def _print(rows: list[dict], ups: list[dict], same_quality: list[dict], dev: tor
                       f"{r['ms_per_image_b1']:.3f}", f"{r['ms_per_image_b64']:.4f}", f"{r['images_per_s']:,.0f}",
                       f"{r['ms_per_token']:.3f}", f"{r['ms_per_image_b64_no_cache']:.4f}", quality)
     out.print(table)
+    if rows and "ms_per_image_b64_graph" in rows[0]:
+        gt = Table(title="eager against compiled-graph sampling (ms per image)")
+        for col in ("model", "eager b=1", "graph b=1", "eager b=64", "graph b=64"):
+            gt.add_column(col, justify="left" if col == "model" else "right")
+        for r in rows:
+            gt.add_row(r["model"], f"{r['ms_per_image_b1']:.3f}", f"{r['ms_per_image_b1_graph']:.3f}",
+                       f"{r['ms_per_image_b64']:.4f}", f"{r['ms_per_image_b64_graph']:.4f}")
+        out.print(gt)
     if ups:
         sp = Table(title="speed-up of short-token sampling (batch 64)")
         for col in ("model", "baseline", "baseline T", "speed-up", "baseline at least as good"):
