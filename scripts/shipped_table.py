@@ -5,17 +5,8 @@ Usage: python scripts/shipped_table.py   (prints to stdout; the README's table i
 
 from __future__ import annotations
 
-from tokenizer_cli.config import tokenizer_config_from_dict
+from tokenizer_cli.config import tokenizer_config_of
 from tokenizer_cli.hub import read_config, shipped_models, shipped_root
-
-
-def describe(q: dict) -> str:
-    if q["kind"] == "fsq":
-        return "FSQ " + "x".join(map(str, q["levels"]))
-    if q["kind"] == "mvq":
-        ratio = q.get("subset_ratio", 1.0)
-        return f"MVQ K={q['codebook_size']}, g={q['mask_bits']}" + ("" if ratio == 1.0 else f", ratio {ratio:g}")
-    return f"VQ K={q['codebook_size']}"
 
 
 def fmt(value, spec: str) -> str:
@@ -37,18 +28,17 @@ def main() -> None:
 
 
 def table(names: list[str]) -> None:
-    print("| model | quantizer | T | vocabulary | test MSE | PSNR dB | tokens used | recon FD | gen FD | train s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | quantizer | T | prior vocabulary | test MSE | PSNR dB | tokens used | recon FD | gen FD |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         cfg = read_config(shipped_root() / name)
         tok, m, ev = cfg["tokenizer"], cfg.get("metrics") or {}, cfg.get("eval") or {}
         if "quantizer" not in tok:
             continue
-        q = tok["quantizer"]
-        vocab = tokenizer_config_from_dict(tok).quantizer.vocab_size
-        print(f"| {name} | {describe(q)} | {tok['tokens']} | {vocab} | {fmt(m.get('mse'), '.4f')} | "
-              f"{fmt(m.get('psnr'), '.2f')} | {m.get('tokens_used', '-')}/{vocab} | {fmt(ev.get('recon_fd'), '.2f')} | "
-              f"{fmt(ev.get('generation_fd'), '.2f')} | {fmt((cfg.get('training') or {}).get('seconds'), '.0f')} |")
+        q = tokenizer_config_of(cfg).quantizer
+        print(f"| {name} | {q.describe()} | {tok['tokens']} | {q.vocab_size} | {fmt(m.get('mse'), '.4f')} | "
+              f"{fmt(m.get('psnr'), '.2f')} | {m.get('tokens_used', '-')}/{q.vocab_size} | "
+              f"{fmt(ev.get('recon_fd'), '.2f')} | {fmt(ev.get('generation_fd'), '.2f')} |")
 
 
 if __name__ == "__main__":
