@@ -36,6 +36,12 @@ class InputError(Exception):
 # ---------------------------------------------------------------- writing files
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) -> None:
     """Call `writer(tmp)` on a temp file beside `path`, fsync it, then rename it over `path`."""
     target = Path(path)
@@ -43,6 +49,7 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"  # same dir so os.replace is atomic; hidden
     try:
         writer(str(tmp))
+        os.chmod(tmp, 0o666 & ~current_umask())  # as readable as a file written in place (some writers make 0600)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)  # data on disk before the rename makes it visible

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 from safetensors import SafetensorError
 
 from .config import FORMAT_VERSION, ConfigError, prior_config_from_dict, to_dict, tokenizer_config_from_dict
-from .data import atomic_write
+from .data import atomic_write, current_umask
 
 if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --help` starts without torch
     import torch
@@ -275,12 +275,6 @@ def is_model_folder(folder: Path) -> bool:
     return isinstance(cfg, dict) and "mvq_format" in cfg
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def swap_in(out: Path, write: Callable[[Path], None]) -> None:
     """Write a complete model folder beside OUT (OUT.tmp-XXXX, same parent), then put it in OUT's place.
 
@@ -291,7 +285,7 @@ def swap_in(out: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a model folder is as readable as any other
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700; a model folder is as readable as any other
         write(tmp)
         if out.exists():
             os.rename(out, old)
