@@ -124,3 +124,11 @@ def test_prior_with_a_mask_head_samples_masks_that_decode_back_to_the_samples(ru
     for i in (0, 5):
         sampled = np.asarray(Image.open(tmp_path / "imgs" / f"{i:05d}.png"))
         assert np.array_equal(np.asarray(Image.open(tmp_path / "back" / f"{i:05d}.png")), sampled)
+
+
+def test_a_new_prior_can_replace_one_whose_file_is_gone(runner, model_with_prior, image_dir, tmp_path):
+    (model_with_prior / "prior.safetensors").unlink()
+    res = run(runner, "train", "prior", model_with_prior, "--data", image_dir, "--steps", 2, "--layers", 1,
+              "--heads", 2, "--width", 16, "--batch-size", 2, "--device", "cpu", "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert load_pipeline(str(model_with_prior)).prior.generate(2, seed=0).shape == (2, 2)

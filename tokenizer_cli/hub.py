@@ -216,11 +216,12 @@ def load_weights(module: torch.nn.Module, file: Path, config_name: str = "config
         raise BadCheckpoint(f"{file}: weights do not match {config_name} ({str(err).splitlines()[0]})")
 
 
-def load_pipeline(name: str, device: torch.device | str = "cpu", need_prior: bool = False) -> Pipeline:
+def load_pipeline(name: str, device: torch.device | str = "cpu", need_prior: bool = False,
+                  load_prior: bool = True) -> Pipeline:
     """`Pipeline.from_pretrained` under the name the commands use."""
     from .pipeline import Pipeline
 
-    return Pipeline.from_pretrained(name, device=device, need_prior=need_prior)
+    return Pipeline.from_pretrained(name, device=device, need_prior=need_prior, load_prior=load_prior)
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -63,14 +63,16 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, revision: str | None = None,
-                        device: str | torch.device = "auto", need_prior: bool = False) -> Pipeline:
+                        device: str | torch.device = "auto", need_prior: bool = False,
+                        load_prior: bool = True) -> Pipeline:
         """Load a model folder: a local path, a default shipped with mvq (`mvq models`), or a Hub repo id
         `owner/name` (revision as `revision=` or `owner/name@rev`), through huggingface_hub's cache
         (HF_HUB_OFFLINE and HF_TOKEN honoured). Weights load strictly from safetensors, never a pickle;
         config.json is checked field by field before anything is allocated.
 
         ModelHubMixin.from_pretrained is not used: mvq resolves shipped names between local folders and
-        the Hub, loads two modules from one folder, and validates the config before building either."""
+        the Hub, loads two modules from one folder, and validates the config before building either.
+        load_prior=False loads the tokenizer alone (to train a new prior, say)."""
         from .hub import BadCheckpoint, load_weights, parse_config, read_config, resolve_model
         from .models import Prior, Tokenizer
 
@@ -83,7 +85,7 @@ class Pipeline:
         tokenizer = Tokenizer(tok_cfg)
         load_weights(tokenizer, folder / "tokenizer.safetensors")
         prior = None
-        if prior_cfg is not None:
+        if prior_cfg is not None and load_prior:
             prior = Prior(prior_cfg)
             load_weights(prior, folder / "prior.safetensors")
         elif need_prior:

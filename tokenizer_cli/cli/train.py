@@ -260,7 +260,7 @@ def prior(
     if distributed.is_main():
         _check_prior_out(model, run_dir, resume, overwrite)
     distributed.barrier()
-    pipe = load_pipeline(str(model), dev)
+    pipe = load_pipeline(str(model), dev, load_prior=False)  # the old prior is replaced, or its file may be gone
     tok = pipe.tokenizer
     labels = None
     if tokens_file is not None:
