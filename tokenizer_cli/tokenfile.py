@@ -206,6 +206,18 @@ def check_origin(tokens_file: str | os.PathLike[str], tokens: np.ndarray, manife
                          "or pass --force")
 
 
+def read_token_file(path: str | os.PathLike[str], pipe, with_masks: bool = True,
+                    force: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Token ids (N, T) int64 of a token file checked against `pipe`'s tokenizer (origin, shape, ids), and
+    its masks (validated) where the model has masks, the file has them and with_masks asks for them."""
+    tok = pipe.tokenizer
+    tokens, manifest = load_tokens(path)
+    check_origin(path, tokens, manifest, pipe, force)
+    ids = validate_tokens(tokens, tok.tokens_per_image, tok.vocab_size)
+    masks = load_masks(path, manifest) if tok.num_masks and with_masks else None
+    return ids, None if masks is None else validate_masks(masks, ids.shape, tok.num_masks)
+
+
 def validate_masks(masks: np.ndarray, shape: tuple[int, int], num_masks: int) -> np.ndarray:
     """Check masks against their tokens (same shape) and the model (ids in [0, num_masks)); int64 copy."""
     m = np.asarray(masks)

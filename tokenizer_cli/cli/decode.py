@@ -10,7 +10,7 @@ import typer
 
 from .. import data as data_io
 from ..hub import load_pipeline
-from ..tokenfile import check_origin, load_masks, load_tokens, validate_masks, validate_tokens
+from ..tokenfile import read_token_file
 from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, MaskSamplingOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt,
                      SeedOpt, console, fail, pick_device, progress_bar)
 
@@ -47,16 +47,10 @@ def decode(
     if out_dir is not None and out_dir.is_dir() and any(out_dir.glob("*.png")) and not overwrite:
         fail(f"{out_dir} already holds PNG files (pass --overwrite to replace them)")
     data_io.check_writable(grid, folders=[out_dir])
-    tokens, manifest = load_tokens(tokens_file)
     dev = pick_device(device)
     pipe = load_pipeline(model, dev)
     tok = pipe.tokenizer
-    check_origin(tokens_file, tokens, manifest, pipe, force)
-    ids = validate_tokens(tokens, tok.tokens_per_image, tok.vocab_size)
-    masks = None
-    if tok.num_masks and not ignore_masks:
-        stored = load_masks(tokens_file, manifest)
-        masks = None if stored is None else validate_masks(stored, ids.shape, tok.num_masks)
+    ids, masks = read_token_file(tokens_file, pipe, with_masks=not ignore_masks, force=force)
     from ..inference import decode_tokens
 
     with progress_bar("decode", len(ids)) as bar:

@@ -196,6 +196,30 @@ def _evaluate(model: Tokenizer, data: str, train_images: np.ndarray, dev: torch.
     return metrics
 
 
+def _prior_data(pipe, data: str, tokens_file: Path | None, classes: bool, mask_head: bool, dev: torch.device):
+    """(token ids, their masks or None, class labels or None, a description of the source) to fit a prior to:
+    a token file from `mvq encode` (checked against the tokenizer), or the images of --data, encoded."""
+    from ..inference import encode_images
+    from ..tokenfile import read_token_file
+
+    tok = pipe.tokenizer
+    with_masks = bool(tok.num_masks and mask_head)
+    if tokens_file is not None:
+        if classes:
+            fail("--classes needs labels: use --data fashion-mnist, not --tokens-file")
+        ids, masks = read_token_file(tokens_file, pipe, with_masks)
+        if with_masks and masks is None:
+            fail(f"{tokens_file} has no masks beside it (TOKENS.masks.npy): encode with `mvq encode`, "
+                 "or pass --no-mask-head")
+        return ids, masks, None, str(tokens_file)
+    if classes and data != FASHION:
+        fail("--classes is only available with --data fashion-mnist")
+    images = load_training_images(data, "train", tok.cfg.image_size, tok.cfg.channels)
+    with progress_bar("encode", len(images)) as bar:
+        ids, masks = encode_images(tok, images, device=dev, on_batch=bar.advance)
+    return ids, masks if with_masks else None, fashion_labels("train") if classes else None, data
+
+
 def _check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) -> None:
     """An existing prior is replaced only with --overwrite; --resume needs a checkpoint to resume from."""
     from ..checkpoint import latest_checkpoint
@@ -247,8 +271,6 @@ def prior(
     from ..config import PriorConfig
     from ..hub import load_pipeline
     from ..models.prior import Prior
-    from ..tokenfile import check_origin, load_masks, load_tokens, validate_masks, validate_tokens
-    from ..inference import encode_images
     from ..train import train_prior
 
     dev = distributed.setup(pick_device(device))
@@ -262,29 +284,7 @@ def prior(
     distributed.barrier()
     pipe = load_pipeline(str(model), dev, load_prior=False)  # the old prior is replaced, or its file may be gone
     tok = pipe.tokenizer
-    labels = None
-    if tokens_file is not None:
-        if classes:
-            fail("--classes needs labels: use --data fashion-mnist, not --tokens-file")
-        rows, manifest = load_tokens(tokens_file)
-        check_origin(tokens_file, rows, manifest, pipe, force=False)
-        ids = validate_tokens(rows, tok.tokens_per_image, tok.vocab_size)
-        masks = load_masks(tokens_file, manifest) if tok.num_masks and mask_head else None
-        if tok.num_masks and mask_head and masks is None:
-            fail(f"{tokens_file} has no masks beside it (TOKENS.masks.npy): encode with `mvq encode`, "
-                 "or pass --no-mask-head")
-        masks = None if masks is None else validate_masks(masks, ids.shape, tok.num_masks)
-        source = str(tokens_file)
-    else:
-        images = load_training_images(data, "train", tok.cfg.image_size, tok.cfg.channels)
-        with progress_bar("encode", len(images)) as bar:
-            ids, masks = encode_images(tok, images, device=dev, on_batch=bar.advance)
-        masks = masks if mask_head else None
-        source = data
-        if classes:
-            if data != FASHION:
-                fail("--classes is only available with --data fashion-mnist")
-            labels = fashion_labels("train")
+    ids, masks, labels, source = _prior_data(pipe, data, tokens_file, classes, mask_head, dev)
     pcfg = PriorConfig(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
                        n_embd=n_embd, num_classes=10 if classes else 0,
                        num_masks=tok.num_masks if masks is not None else 0)
