@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from tokenizer_cli.cli.app import app
 from tokenizer_cli.data import FASHION_MNIST_ROOT, load_fashion_mnist, save_png
 from tokenizer_cli.hub import load_pipeline
-from tokenizer_cli.train import images_to_tensor
+from tokenizer_cli.images import to_float
 
 
 def timed_cli(args: list[str]) -> float:
@@ -38,7 +38,7 @@ def main() -> None:
     images, _ = load_fashion_mnist(split="test")
     n = len(images)
     pipe = load_pipeline(a.model)
-    x = images_to_tensor(images)
+    x = to_float(images)
     pipe.tokenizer.encode(x[: a.batch_size])  # warm-up
     t0 = time.perf_counter()
     for s in range(0, n, a.batch_size):

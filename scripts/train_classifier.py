@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tokenizer_cli.classifier import Classifier, ClassifierConfig, save_classifier
 from tokenizer_cli.data import ImageSource, load_fashion_mnist, load_uint8
 from tokenizer_cli.fd import extract_features, features_fd
-from tokenizer_cli.train import images_to_tensor
+from tokenizer_cli.images import to_float
 
 FASHION = "fashion-mnist"
 
@@ -65,7 +65,7 @@ def accuracy(net: Classifier, images: np.ndarray, labels: np.ndarray, batch_size
     net.eval()
     correct = 0
     for start in range(0, len(images), batch_size):
-        logits = net(images_to_tensor(images[start : start + batch_size]))
+        logits = net(to_float(images[start : start + batch_size]))
         correct += (logits.argmax(-1).numpy() == labels[start : start + batch_size]).sum()
     return correct / len(images)
 
@@ -142,7 +142,7 @@ def main() -> None:
         total = 0.0
         for i in range(steps_per_epoch):
             idx = order[i * a.batch_size : (i + 1) * a.batch_size]
-            x = augment(images_to_tensor(train_x[idx.numpy()]), g, a.shift, a.flip, fill)
+            x = augment(to_float(train_x[idx.numpy()]), g, a.shift, a.flip, fill)
             x = x.contiguous(memory_format=torch.channels_last)  # ~15% faster convolutions on CPU
             loss = F.cross_entropy(net(x), labels[idx])
             opt.zero_grad(set_to_none=True)

@@ -27,8 +27,8 @@ from tokenizer_cli.data import (
     read_idx_images,
     read_idx_labels,
     save_png,
-    to_uint8,
 )
+from tokenizer_cli.images import to_uint8
 
 
 def write_idx(path: Path, arr: np.ndarray, magic: int, gz: bool = False, cut: int = 0) -> Path:

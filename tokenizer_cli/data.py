@@ -1,7 +1,7 @@
 """Images in and out: reading image files and Fashion-MNIST IDX files, writing PNGs and grids.
 
-Pixels enter the models as float32 [C, H, W] in [-1, 1] (uint8 v -> v / 127.5 - 1) and leave
-through `to_uint8`, the exact inverse. Every bad input becomes an `InputError` naming the file.
+Pixel conversions (uint8 <-> float in [-1, 1], any PIL mode -> the model's input) live in images.py.
+Every bad input becomes an `InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .images import float_to_uint8, pil_to_float
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `mvq --help` starts without it
     import torch
@@ -109,18 +111,6 @@ def save_png(array: np.ndarray, path: str | os.PathLike[str]) -> None:
         arr = arr[:, :, 0]
     img = Image.fromarray(arr)
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))  # format explicit: the temp name has no suffix
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), or (B, H, W) when C == 1."""
-    if images.ndim != 4:
-        raise ValueError(f"to_uint8 needs a (B, C, H, W) tensor, got shape {tuple(images.shape)}")
-    import torch
-
-    x = torch.nan_to_num(images.detach().float().cpu(), nan=0.0)
-    x = ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)  # exact inverse of v / 127.5 - 1
-    out = x.permute(0, 2, 3, 1).numpy()
-    return out[..., 0] if out.shape[-1] == 1 else out
 
 
 def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.ndarray:
@@ -351,41 +341,6 @@ def iter_sources(inputs: Sequence[str | os.PathLike[str]]) -> Iterator[ImageSour
 # ---------------------------------------------------------------- decoding
 
 
-def _high_depth_to_l(img: Image.Image) -> Image.Image:
-    """I;16*, I and F -> 8-bit L.
-
-    16-bit modes are full-scale 0..65535, so divide by 257. Mode I in 0..255 is 8-bit data kept as is,
-    in 0..65535 it is 16-bit (/257); F in [0, 1] is scaled by 255, in [0, 255] kept; anything else is
-    stretched from its own min..max.
-    """
-    a = np.asarray(img).astype(np.float64)
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-    if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and 255 < hi <= 65535):
-        a = a / 257.0
-    elif img.mode == "F" and lo >= 0 and hi <= 1:
-        a = a * 255.0
-    elif not (lo >= 0 and hi <= 255):
-        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
-    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
-
-
-def _to_array(img: Image.Image, size: int, channels: int) -> np.ndarray:
-    """Any-mode PIL image -> float32 (channels, size, size) in [-1, 1]."""
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if img.mode.startswith("I") or img.mode == "F":
-        img = _high_depth_to_l(img)
-    elif img.mode in ("LA", "La", "PA", "RGBa", "RGBA") or img.has_transparency_data:
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)  # alpha on white
-    if img.mode not in ("L", "RGB"):
-        img = img.convert("RGB")  # CMYK, 1, P, YCbCr...: through RGB, Pillow's best-supported path
-    img = img.convert("L" if channels == 1 else "RGB")
-    img = ImageOps.fit(img, (size, size), method=Image.Resampling.LANCZOS)  # shorter side to size, center crop
-    a = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
-    return a[None] if channels == 1 else a.transpose(2, 0, 1).copy()
-
-
 def load_image(path: str | os.PathLike[str], size: int, channels: int) -> np.ndarray:
     """Read an image file -> float32 (channels, size, size) in [-1, 1]; any failure is an InputError."""
     try:
@@ -396,7 +351,7 @@ def load_image(path: str | os.PathLike[str], size: int, channels: int) -> np.nda
             with Image.open(path) as img:
                 img.load()  # inside the try: truncation surfaces here, not later
                 img = ImageOps.exif_transpose(img)
-                return _to_array(img, size, channels)
+                return pil_to_float(img, size, channels)
     except InputError:
         raise
     except FileNotFoundError:
@@ -421,7 +376,7 @@ def load_source(src: ImageSource, size: int, channels: int) -> np.ndarray:
     rows = _cached_idx_images(src.path)
     if not 0 <= src.index < len(rows):
         raise InputError(f"{src.label()}: row out of range (file has {len(rows)} rows)")
-    return _to_array(Image.fromarray(rows[src.index], "L"), size, channels)
+    return pil_to_float(Image.fromarray(rows[src.index], "L"), size, channels)
 
 
 def load_uint8(sources: Sequence[ImageSource], size: int, channels: int,
@@ -430,7 +385,7 @@ def load_uint8(sources: Sequence[ImageSource], size: int, channels: int,
     out = np.empty((len(sources), size, size, channels), dtype=np.uint8)
     for i, src in enumerate(sources):
         arr = load_source(src, size, channels)  # (C, H, W) in [-1, 1]
-        out[i] = np.round((arr.transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        out[i] = float_to_uint8(arr)
         if on_image is not None:
             on_image()
     return out[..., 0] if channels == 1 else out

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .quantizers.base import usage_stats
-from .train import images_to_tensor
+from .images import to_float
 
 
 @torch.inference_mode()
@@ -22,7 +22,7 @@ def reconstruction_metrics(tokenizer, images: np.ndarray, batch_size: int = 500,
     tokenizer.eval().to(device)
     sq_err, count, all_ids = 0.0, 0, []
     for start in range(0, len(images), batch_size):
-        x = images_to_tensor(images[start : start + batch_size]).to(device)
+        x = to_float(images[start : start + batch_size]).to(device)
         ids, masks = tokenizer.encode(x, with_masks=True)
         recon = tokenizer.decode(ids, masks)  # MVQ with sampled masks: the winning masks, as `mvq decode` uses
         sq_err += (recon.float() - x).pow(2).sum().item()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .train import images_to_tensor
+from .images import to_float
 
 Images = np.ndarray | torch.Tensor | Iterable[torch.Tensor]  # uint8 (N, H, W[, C]), float (N, C, H, W), or batches
 
@@ -103,7 +103,7 @@ def _batches(images: Images, batch_size: int) -> Iterator[torch.Tensor]:
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             is_uint8 = chunk.dtype == (torch.uint8 if isinstance(chunk, torch.Tensor) else np.uint8)
-            yield images_to_tensor(chunk) if is_uint8 else torch.as_tensor(chunk).float()
+            yield to_float(chunk) if is_uint8 else torch.as_tensor(chunk).float()
     else:
         yield from images
 

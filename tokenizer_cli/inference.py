@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .data import to_uint8
+from .images import to_uint8
 
 
 def mask_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
@@ -75,14 +75,14 @@ def sample_tokens(prior, tokenizer, n: int, temperature: float = 1.0, top_k: int
 def encode_images(tokenizer, images: np.ndarray, batch_size: int = 500, device: torch.device | str = "cpu",
                   on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Token ids (N, T) int64 of uint8 images (N, H, W[, C]), and their masks (N, T) where the model has masks."""
-    from .train import images_to_tensor
+    from .images import to_float
 
     dev = torch.device(device)
     tokenizer.to(dev).eval()
     ids = np.empty((len(images), tokenizer.tokens_per_image), dtype=np.int64)
     masks = np.empty_like(ids) if tokenizer.num_masks else None
     for start in range(0, len(images), batch_size):
-        x = images_to_tensor(images[start : start + batch_size]).to(dev)
+        x = to_float(images[start : start + batch_size]).to(dev)
         batch_ids, batch_masks = tokenizer.encode(x, with_masks=True)
         ids[start : start + len(x)] = batch_ids.cpu().numpy()
         if masks is not None:

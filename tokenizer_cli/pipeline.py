@@ -151,7 +151,8 @@ class Pipeline:
         import torch
         from PIL import Image
 
-        from .data import InputError, _to_array
+        from .data import InputError
+        from .images import pil_to_float
 
         cfg = self.tokenizer.cfg
         if isinstance(images, torch.Tensor) and images.is_floating_point():
@@ -171,7 +172,7 @@ class Pipeline:
             if arr.ndim not in (3, 4):
                 raise InputError(f"image arrays must be (H, W), (H, W, C), (N, H, W) or (N, H, W, C), got {arr.shape}")
             images = [Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a) for a in arr]
-        arrays = [_to_array(img, cfg.image_size, cfg.channels) for img in images]
+        arrays = [pil_to_float(img, cfg.image_size, cfg.channels) for img in images]
         if not arrays:
             raise InputError("no images given")
         return torch.from_numpy(np.stack(arrays)).to(self.device)
@@ -242,11 +243,9 @@ def _images_out(images: np.ndarray, output: str):
     if output == "numpy":
         return images
     if output == "tensor":
-        import torch
+        from .images import to_float
 
-        x = torch.from_numpy(images)
-        x = x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)
-        return x.float().div(127.5).sub(1.0)
+        return to_float(images)
     if output == "pil":
         from PIL import Image
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
+from .images import to_float
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .models.prior import sequence_loss
 
@@ -31,13 +32,6 @@ class TrainConfig:
     seed: int = 0  # model init, batch order and quantizer sampling
     checkpoint_every: int = 500  # steps between resumable checkpoints (0 = only at the end)
     precision: str = "fp32"  # fp32 | bf16 (autocast)
-
-
-def images_to_tensor(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W) or (B, H, W, C) -> float (B, C, H, W) in [-1, 1]."""
-    x = torch.tensor(np.asarray(batch))  # a copy: IDX arrays are read-only buffers
-    x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    return x.float().div(127.5).sub(1.0)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -131,7 +125,7 @@ def train_tokenizer(model, images: np.ndarray, cfg: TrainConfig, run_dir: Path, 
     model.to(device)
 
     def step_loss(net, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        x = images_to_tensor(data[idx]).to(device)
+        x = to_float(data[idx]).to(device)
         recon, q = net(x)
         mse = F.mse_loss(recon.float(), x)
         return mse + q.loss, {"mse": mse.item(), "usage": q.usage, "perplexity": q.perplexity}

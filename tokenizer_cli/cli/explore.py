@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from .. import data as data_io
+from ..images import to_uint8
 from ..hub import load_pipeline
 from ..config import MASKED_KINDS
 from .common import DEFAULT_MODEL, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, inference_mode, pick_device
@@ -64,7 +65,7 @@ def explore(
         rows.append(torch.cat([tok.decode(base, generator=torch.Generator(device=dev).manual_seed(s))
                                for s in range(draws)]))
     width = max(len(r) for r in rows)
-    images = [data_io.to_uint8(r.float().cpu()) for r in rows]
+    images = [to_uint8(r.float().cpu()) for r in rows]
     blank = np.full_like(images[0][:1], 255)
     grid = np.concatenate([np.concatenate([r] + [blank] * (width - len(r))) for r in images])
     data_io.save_png(data_io.make_grid(grid, ncols=width), out)
