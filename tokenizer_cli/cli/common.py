@@ -24,7 +24,7 @@ ModelOpt = Annotated[
     typer.Option("--model", "-m", help="Local model folder, shipped default name (see `mvq models`), or Hub id owner/name[@rev]."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU when present) | cpu | cuda | cuda:N.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, max=65536, help="Images per forward pass.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 def one_of(*values: str) -> Callable[[str], str]:
@@ -56,10 +56,11 @@ def cli_command(func: Callable) -> Callable:
     Any operating-system failure (permission denied, disk full, read-only file system, ...) is known too:
     one line naming the path it happened on.
     """
+    from ..config import ConfigError
     from ..data import InputError
     from ..hub import BadCheckpoint, ModelNotFound
 
-    known = (CliError, InputError, ModelNotFound, BadCheckpoint, OSError)
+    known = (CliError, InputError, ModelNotFound, BadCheckpoint, ConfigError, OSError)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):

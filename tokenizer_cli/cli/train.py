@@ -27,7 +27,7 @@ app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.
 
 DataOpt = Annotated[str, typer.Option("--data", help=f"'{FASHION}' (Debian dataset-fashion-mnist) or an image folder.")]
 OutArg = Annotated[Path, typer.Argument(help="Model folder to write (Hub layout: config.json, *.safetensors, README.md).")]
-StepsOpt = Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")]
+StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=10_000_000, help="Optimizer steps.")]
 LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last complete checkpoint in OUT/checkpoints.")]
 CkptOpt = Annotated[int, typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints (0: only at the end).")]
@@ -246,9 +246,9 @@ def prior(
     data: DataOpt = FASHION,
     tokens_file: Annotated[Path | None, typer.Option("--tokens-file", help="Train on a tokens.npy from `mvq encode` instead of --data.")] = None,
     classes: Annotated[bool, typer.Option("--classes", help="Class-conditional prior (Fashion-MNIST labels).")] = False,
-    n_layer: Annotated[int, typer.Option("--layers", min=1, help="Transformer blocks.")] = 4,
-    n_head: Annotated[int, typer.Option("--heads", min=1, help="Attention heads.")] = 4,
-    n_embd: Annotated[int, typer.Option("--width", min=8, help="Model width (a multiple of --heads).")] = 128,
+    n_layer: Annotated[int, typer.Option("--layers", min=1, max=64, help="Transformer blocks.")] = 4,
+    n_head: Annotated[int, typer.Option("--heads", min=1, max=64, help="Attention heads.")] = 4,
+    n_embd: Annotated[int, typer.Option("--width", min=8, max=8192, help="Model width (a multiple of --heads).")] = 128,
     steps: StepsOpt = 3000,
     batch_size: BatchOpt = 256,
     lr: LrOpt = 1e-3,
