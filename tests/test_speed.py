@@ -13,6 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_prior, tiny_tokenizer
+
+
+@pytest.fixture(autouse=True)
+def fresh_compile_cache():
+    """Each test compiles its own models: torch.compile's per-code-object recompile limit (8) is for one
+    process's lifetime, and a test suite builds many priors."""
+    torch._dynamo.reset()
+    yield
 from tokenizer_cli.models.autoencoder import Downsample
 from tokenizer_cli.train import TrainConfig, train_prior, train_tokenizer
 
