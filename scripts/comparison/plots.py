@@ -167,7 +167,8 @@ def draw_legend(d, box: tuple, pts: list[dict], font) -> None:
     """One marker and name per quantizer present, in the top right corner."""
     x0, y0, x1, y1 = box
     kinds = [k for k in COLOURS if any(p["quantizer"] == k for p in pts)]
-    lx, ly = x1 - 90, y0 + 10
+    width = max((d.textlength(LABELS[k], font=font) for k in kinds), default=60)
+    lx, ly = x1 - 36 - int(width), y0 + 10  # wide enough for the longest name
     d.rectangle([lx - 8, ly - 6, x1 - 8, ly + 22 * len(kinds) - 2], fill=(255, 255, 255), outline=(150, 150, 150))
     for i, k in enumerate(kinds):
         draw_marker(d, lx + 6, ly + 8 + 22 * i, k)
