@@ -17,6 +17,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .data import fsync_path
+
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     state = opt.state_dict()
@@ -42,15 +44,6 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file (or a folder's entries) to the disk, so a power cut cannot leave a pointer to nothing."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(run_dir: Path, step: int, models: dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
                     info: dict, keep: int = 2) -> Path:
     run_dir = Path(run_dir)
@@ -68,14 +61,14 @@ def save_checkpoint(run_dir: Path, step: int, models: dict[str, torch.nn.Module]
     save_file(opt_tensors, tmp / "trainer.safetensors")
     (tmp / "trainer.json").write_text(json.dumps({"step": step, "optimizer": opt_meta, **info}))
     for file in tmp.iterdir():
-        _fsync(file)
+        fsync_path(file)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     pointer = run_dir / ".latest.tmp"
     pointer.write_text(final.name)
-    _fsync(pointer)
+    fsync_path(pointer)
     os.replace(pointer, run_dir / "latest")
-    _fsync(run_dir)  # the renames themselves reach the disk
+    fsync_path(run_dir)  # the renames themselves reach the disk
     for old in sorted(run_dir.glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

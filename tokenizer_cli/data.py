@@ -44,6 +44,15 @@ def current_umask() -> int:
     return mask
 
 
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file (or a folder's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) -> None:
     """Call `writer(tmp)` on a temp file beside `path`, fsync it, then rename it over `path`."""
     target = Path(path)
@@ -52,11 +61,7 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
     try:
         writer(str(tmp))
         os.chmod(tmp, 0o666 & ~current_umask())  # as readable as a file written in place (some writers make 0600)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # data on disk before the rename makes it visible
-        finally:
-            os.close(fd)
+        fsync_path(tmp)  # data on disk before the rename makes it visible
         os.replace(tmp, target)
     except BaseException as err:  # KeyboardInterrupt too: never leave a temp file behind
         tmp.unlink(missing_ok=True)

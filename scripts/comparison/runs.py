@@ -50,19 +50,20 @@ class Settings:
     device: str
     bench_repeats: int
 
-    @property
-    def train_data(self) -> str:
+    def split(self, name: str) -> str:
+        """The data of one split: fashion-mnist itself, or the folder's `name` subfolder where it has one."""
         if self.data == FASHION:
             return FASHION
         d = Path(self.data)
-        return str(d / "train") if (d / "train").is_dir() else str(d)
+        return str(d / name) if (d / name).is_dir() else str(d)
+
+    @property
+    def train_data(self) -> str:
+        return self.split("train")
 
     @property
     def eval_data(self) -> str:
-        if self.data == FASHION:
-            return FASHION
-        d = Path(self.data)
-        return str(d / "test") if (d / "test").is_dir() else str(d)
+        return self.split("test")
 
 
 def run_dir(st: Settings, spec: Spec, seed: int) -> Path:
