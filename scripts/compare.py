@@ -57,7 +57,7 @@ from comparison.plots import (COLOURS, LABELS, draw_marker, log_ticks, nice_tick
 from comparison.report import by_name, collect, fmt, mean_std, rel_change, write_markdown  # noqa: E402,F401
 from comparison.runs import (PRIOR_DEFAULTS, PRIOR_SIZE, Settings, adopt, benchmark_cmd,  # noqa: E402,F401
                              benchmark_done, eval_cmd, eval_done, mismatches, mvq_command, prior_batch, prior_cmd,
-                             prior_done, read_json, run, run_dir, run_one, show, tokenizer_cmd, tokenizer_done,
+                             prior_done, read_json, read_model, run, run_dir, run_one, show, tokenizer_cmd, tokenizer_done,
                              weights_digest)
 
 
@@ -161,7 +161,7 @@ def benchmark(st: Settings, specs: list[Spec], runs: list[tuple[Spec, int]], dry
     if not dry and benchmark_done(st, ready):
         print("# benchmark complete, skipped")
         return True
-    tokens = min(read_json(d / "config.json")["tokenizer"]["tokens"] for d in ready) if not dry \
+    tokens = min(read_model(d).tokenizer.tokens for d in ready) if not dry \
         else min(s.tokens for s in specs)
     return run(benchmark_cmd(st, ready, tokens), dry, "sampling time of all priors, one process")
 

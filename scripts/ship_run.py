@@ -10,6 +10,7 @@ The run's config.json (training commands, metrics, eval) is kept; README.md is r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import shutil
@@ -17,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tokenizer_cli.cards import model_card
-from tokenizer_cli.hub import read_config
+from tokenizer_cli.config import EvalResult
+from tokenizer_cli.hub import read_config, update_records, write_config
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -31,7 +32,7 @@ def main() -> int:
     ap.add_argument("--data", default="fashion-mnist", help="eval data for --half")
     a = ap.parse_args()
     cfg = read_config(a.run)
-    if not cfg.get("eval") or not (a.run / "prior.safetensors").is_file():
+    if cfg.eval is None or not (a.run / "prior.safetensors").is_file():
         sys.exit(f"error: {a.run} has no prior or no eval yet: finish it with scripts/compare.py first")
     dest = WEIGHTS / a.name
     shutil.rmtree(dest, ignore_errors=True)
@@ -46,12 +47,10 @@ def main() -> int:
         subprocess.run([str(mvq) if mvq.is_file() else "mvq", *args, "--json", str(report)], check=True)
         ev = json.loads(report.read_text())  # `mvq eval` never writes into shipped models itself
         report.unlink()
-        ev = {k: v for k, v in ev.items() if k not in ("model", "folder", "written_to")}
-        ev["command"] = "mvq " + shlex.join(args)
-        cfg = read_config(dest)
-        cfg["eval"] = ev
-        (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    (dest / "README.md").write_text(model_card(read_config(dest), a.name))
+        fields = {f.name for f in dataclasses.fields(EvalResult)}
+        ev = EvalResult(**{k: v for k, v in ev.items() if k in fields})
+        update_records(dest, eval=dataclasses.replace(ev, command="mvq " + shlex.join(args)))
+    write_config(dest, read_config(dest))  # today's format, and the card under its shipped name
     print(f"shipped {a.run} as {dest}")
     return 0
 

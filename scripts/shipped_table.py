@@ -5,7 +5,7 @@ Usage: python scripts/shipped_table.py   (prints to stdout; the README's table i
 
 from __future__ import annotations
 
-from tokenizer_cli.config import tokenizer_config_of
+from tokenizer_cli.config import EvalResult, ReconstructionMetrics, TokenizerConfig
 from tokenizer_cli.hub import read_config, shipped_models, shipped_root
 
 
@@ -13,14 +13,13 @@ def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def shape_of(tok: dict) -> str:
-    shape = f"{tok['image_size']}px " + ("grey" if tok["channels"] == 1 else "RGB")
-    return shape
+def shape_of(tok: TokenizerConfig) -> str:
+    return f"{tok.image_size}px " + ("grey" if tok.channels == 1 else "RGB")
 
 
 def main() -> None:
     """One table per image shape: FD values use that shape's feature net and compare only within it."""
-    shape = {n: shape_of(read_config(shipped_root() / n)["tokenizer"]) for n in shipped_models()}
+    shape = {n: shape_of(read_config(shipped_root() / n).tokenizer) for n in shipped_models()}
     for i, s in enumerate(sorted(set(shape.values()))):
         if i:
             print()
@@ -32,13 +31,11 @@ def table(names: list[str]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         cfg = read_config(shipped_root() / name)
-        tok, m, ev = cfg["tokenizer"], cfg.get("metrics") or {}, cfg.get("eval") or {}
-        if "quantizer" not in tok:
-            continue
-        q = tokenizer_config_of(cfg).quantizer
-        print(f"| {name} | {q.describe()} | {tok['tokens']} | {q.vocab_size} | {fmt(m.get('mse'), '.4f')} | "
-              f"{fmt(m.get('psnr'), '.2f')} | {m.get('tokens_used', '-')}/{q.vocab_size} | "
-              f"{fmt(ev.get('recon_fd'), '.2f')} | {fmt(ev.get('generation_fd'), '.2f')} |")
+        tok, m, ev = cfg.tokenizer, cfg.metrics or ReconstructionMetrics(), cfg.eval or EvalResult()
+        q = tok.quantizer
+        print(f"| {name} | {q.describe()} | {tok.tokens} | {q.vocab_size} | {fmt(m.mse, '.4f')} | "
+              f"{fmt(m.psnr, '.2f')} | {m.tokens_used if m.tokens_used is not None else '-'}/{q.vocab_size} | "
+              f"{fmt(ev.recon_fd, '.2f')} | {fmt(ev.generation_fd, '.2f')} |")
 
 
 if __name__ == "__main__":

@@ -9,28 +9,23 @@ Loading upgrades on the fly too; this makes the files say what they are.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import sys
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from tokenizer_cli.cards import model_card
-from tokenizer_cli.config import FORMAT_VERSION, to_dict, tokenizer_config_of
+from tokenizer_cli.config import FORMAT_VERSION
 from tokenizer_cli.data import atomic_write
-from tokenizer_cli.hub import read_config, weights_digest
+from tokenizer_cli.hub import read_config, weights_digest, write_config
 from tokenizer_cli.models.prior import Prior
 
 
 def upgrade(folder: Path) -> list[str]:
     done = []
-    cfg = read_config(folder)
+    cfg = read_config(folder)  # older formats are read as what they meant
     digest_before = weights_digest(folder)
-    if cfg.get("mvq_format", 1) < FORMAT_VERSION:
-        cfg["tokenizer"] = to_dict(tokenizer_config_of(cfg))
-        cfg["mvq_format"] = FORMAT_VERSION
-        atomic_write(folder / "config.json", lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
-        atomic_write(folder / "README.md", lambda p: Path(p).write_text(model_card(cfg, folder.name)))
+    if cfg.format_version < FORMAT_VERSION:
         done.append(f"config.json -> format {FORMAT_VERSION}")
     prior = folder / "prior.safetensors"
     if prior.is_file():
@@ -39,10 +34,10 @@ def upgrade(folder: Path) -> list[str]:
         if list(new) != list(state):
             atomic_write(prior, lambda p: save_file(new, p))
             done.append("prior.safetensors -> c_fc / c_proj")
-    ev = cfg.get("eval") or {}
-    if done and ev.get("weights_sha256") == digest_before:  # renamed tensors, the same numbers: the eval holds
-        cfg["eval"]["weights_sha256"] = weights_digest(folder)
-        atomic_write(folder / "config.json", lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
+    if done and cfg.eval is not None and cfg.eval.weights_sha256 == digest_before:
+        cfg.eval = dataclasses.replace(cfg.eval, weights_sha256=weights_digest(folder))  # same numbers: it holds
+    if done:
+        write_config(folder, cfg)  # today's format, and the card written from it
     return done
 
 

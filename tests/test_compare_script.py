@@ -145,7 +145,7 @@ def finished_model(folder: Path, codebook_size: int, weights_digest) -> None:
            "metrics": {"mse": 0.05},
            "tokenizer": {"tokens": 2, "layout": "1d", "base_channels": 16, "image_size": 28, "channels": 1,
                          "quantizer": {"kind": "vq", "codebook_size": codebook_size}},
-           "prior": {"n_layer": 4, "n_head": 4, "n_embd": 128},
+           "prior": {"n_layer": 4, "n_head": 4, "n_embd": 128, "vocab_size": codebook_size, "tokens": 2},
            "prior_training": {"steps": 3000, "batch_size": 256, "seed": 0},
            "eval": {"weights_sha256": weights_digest(folder), "generation_fd": 12.5, "recon_fd": 10.0, "mse": 0.05,
                     "images": 10000, "command": "mvq eval --model m"}}

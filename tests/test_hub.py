@@ -95,9 +95,12 @@ def test_bad_checkpoints(model_dir):
         load_pipeline(str(model_dir))
 
 
-def test_save_keeps_extra_sections_and_writes_no_temp_files(model_dir):
-    save_pipeline(model_dir, tiny_tokenizer(), extra={"metrics": {"mse": 0.1}})
-    save_pipeline(model_dir, tiny_tokenizer())
+def test_save_keeps_records_and_writes_no_temp_files(model_dir):
+    from tokenizer_cli.config import ReconstructionMetrics
+
+    save_pipeline(model_dir, tiny_tokenizer(), metrics=ReconstructionMetrics(mse=0.1, images=4))
+    save_pipeline(model_dir, tiny_tokenizer())  # records not given stay
     cfg = json.loads((model_dir / "config.json").read_text())
-    assert cfg["metrics"] == {"mse": 0.1} and cfg["mvq_format"] == 2
-    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "tokenizer.safetensors"]
+    assert cfg["metrics"]["mse"] == 0.1 and cfg["metrics"]["images"] == 4 and cfg["mvq_format"] == 2
+    assert "4" in (model_dir / "README.md").read_text()  # the card is written from the records
+    assert sorted(p.name for p in model_dir.iterdir()) == ["README.md", "config.json", "tokenizer.safetensors"]

@@ -11,8 +11,8 @@ from tokenizer_cli.hub import DEFAULT_MODEL, load_pipeline, read_config, shipped
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SHAPES = {"fashion": (28, 1, 10_000), "clipart": (64, 3, 696)}  # examples folder: image size, channels, test images
-TOKENIZERS = [(n, folder) for n, tok in ((n, read_config(shipped_root() / n)["tokenizer"]) for n in shipped_models())
-              for folder, (size, ch, _) in SHAPES.items() if (tok.get("image_size"), tok.get("channels")) == (size, ch)]
+TOKENIZERS = [(n, folder) for n, tok in ((n, read_config(shipped_root() / n).tokenizer) for n in shipped_models())
+              for folder, (size, ch, _) in SHAPES.items() if (tok.image_size, tok.channels) == (size, ch)]
 
 
 def example_batch(folder: str) -> torch.Tensor:
@@ -32,17 +32,17 @@ def test_default_model_is_shipped():
 def test_shipped_tokenizer_reconstructs_real_images(name, examples):
     pipe = load_pipeline(name)
     cfg = pipe.config
-    assert cfg["metrics"]["images"] == SHAPES[examples][2] and cfg["metrics"]["mse"] < 0.2
+    assert cfg.metrics.images == SHAPES[examples][2] and cfg.metrics.mse < 0.2
     assert (pipe.folder / "README.md").read_text().count("mse") >= 1
     x = example_batch(examples)
     ids, masks = pipe.tokenizer.encode(x, with_masks=True)
-    assert ids.shape == (len(x), cfg["tokenizer"]["tokens"])
+    assert ids.shape == (len(x), cfg.tokenizer.tokens)
     mse = (pipe.tokenizer.decode(ids, masks) - x).pow(2).mean().item()
     assert mse < 0.2, f"{name} reconstructs the examples with MSE {mse:.3f}: not a trained model?"
     untrained = type(pipe.tokenizer)(pipe.tokenizer.cfg).eval()
     assert mse < 0.5 * (untrained.decode(*untrained.encode(x, with_masks=True)) - x).pow(2).mean().item()
     if pipe.prior is not None:
-        assert pipe.prior.generate(3, seed=0).shape == (3, cfg["tokenizer"]["tokens"])
+        assert pipe.prior.generate(3, seed=0).shape == (3, cfg.tokenizer.tokens)
 
 
 def test_each_image_shape_gets_the_feature_net_trained_on_it():

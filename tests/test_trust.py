@@ -204,12 +204,10 @@ def test_train_prior_replaces_a_prior_only_with_overwrite(runner, model_with_pri
 def test_eval_never_writes_into_shipped_models_nor_from_a_limit(runner, model_dir, image_dir, feature_net, tmp_path,
                                                                monkeypatch):
     from tokenizer_cli import hub
-    from tokenizer_cli.cli import eval as eval_cli
 
     weights = tmp_path / "site-packages" / "weights"
     shutil.copytree(model_dir, weights / "tiny-default")
     monkeypatch.setattr(hub, "shipped_root", lambda: weights)
-    monkeypatch.setattr(eval_cli, "shipped_root", lambda: weights)
     shipped = snapshot(weights)
     common = ["--data", image_dir, "--feature-net", feature_net, "--device", "cpu", "--batch-size", 3]
     for name in ("tiny-default", weights / "tiny-default"):  # by its shipped name, and by its path

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 
 def _sync(device: torch.device) -> None:
@@ -27,13 +31,13 @@ def time_generate(prior, batch: int, repeats: int, use_cache: bool = True, graph
     return statistics.median(times)
 
 
-def quality(cfg: dict) -> tuple[str, float | None]:
+def quality(cfg: ModelConfig) -> tuple[str, float | None]:
     """The best quality figure a model folder has: generation FD if evaluated, else reconstruction MSE."""
-    gen = (cfg.get("eval") or {}).get("generation_fd")
-    if gen is not None:
-        return "gen FD", float(gen)
-    mse = (cfg.get("metrics") or {}).get("mse")
-    return ("recon MSE", float(mse)) if mse is not None else ("-", None)
+    if cfg.eval is not None and cfg.eval.generation_fd is not None:
+        return "gen FD", cfg.eval.generation_fd
+    if cfg.metrics is not None and cfg.metrics.mse is not None:
+        return "recon MSE", cfg.metrics.mse
+    return "-", None
 
 
 def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64), no_cache: bool = True,

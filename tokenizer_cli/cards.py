@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-from .config import tokenizer_config_of
+from .config import to_dict
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 
 def _table(metrics: dict) -> list[str]:
@@ -14,9 +18,8 @@ def _table(metrics: dict) -> list[str]:
     return rows
 
 
-def model_card(cfg: dict, name: str = "") -> str:
-    tok_cfg = tokenizer_config_of(cfg)
-    tok, q = cfg["tokenizer"], tok_cfg.quantizer
+def model_card(cfg: ModelConfig, name: str = "") -> str:
+    tok, q = cfg.tokenizer, cfg.tokenizer.quantizer
     lines = [
         "---",
         "library_name: mvq",
@@ -25,25 +28,26 @@ def model_card(cfg: dict, name: str = "") -> str:
         "---",
         f"# {name or 'mvq model'}",
         "",
-        f"An mvq image tokenizer: {tok['image_size']}x{tok['image_size']}x{tok['channels']} images <-> "
-        f"{tok['tokens']} tokens ({tok['layout']} layout), quantizer {q.describe()}, vocabulary {q.vocab_size}."
+        f"An mvq image tokenizer: {tok.image_size}x{tok.image_size}x{tok.channels} images <-> "
+        f"{tok.tokens} tokens ({tok.layout} layout), quantizer {q.describe()}, vocabulary {q.vocab_size}."
         + (" Each token also carries a mask (the hypothesis of its code vector): `mvq encode` stores it, "
            "`mvq sample` draws it." if q.has_masks else ""),
         "",
-        "Load it with `mvq encode --model <this folder or repo id> images/ tokens.npy`.",
+        "Load it with `mvq encode --model <this folder or repo id> images/ tokens.npy`, or in Python with "
+        "`tokenizer_cli.Pipeline.from_pretrained(...)`.",
     ]
-    for section, title in (("metrics", "Tokenizer metrics"), ("eval", "Evaluation (`mvq eval`)")):
-        if cfg.get(section):
-            data = cfg[section]
+    for record, title in ((cfg.metrics, "Tokenizer metrics"), (cfg.eval, "Evaluation (`mvq eval`)")):
+        if record is not None:
+            data = {k: v for k, v in to_dict(record).items() if v is not None}
             lines += ["", f"## {title}", "", f"Measured on {data.get('eval_data', 'held-out data')}:", ""]
             lines += _table({k: v for k, v in data.items() if k not in ("eval_data", "command")})
             if data.get("command"):
                 lines += ["", "```", data["command"], "```"]
-    for key, title in (("training", "Tokenizer training"), ("prior_training", "Prior training")):
-        if cfg.get(key):
-            info = cfg[key]
+    for record, title in ((cfg.training, "Tokenizer training"), (cfg.prior_training, "Prior training")):
+        if record is not None:
+            data = {k: v for k, v in to_dict(record).items() if v is not None}
             lines += ["", f"## {title}", ""]
-            if info.get("command"):
-                lines += ["```", info["command"], "```", ""]
-            lines += [f"- {k}: {v}" for k, v in info.items() if k != "command"]
+            if data.get("command"):
+                lines += ["```", data["command"], "```", ""]
+            lines += [f"- {k}: {v}" for k, v in data.items() if k != "command"]
     return "\n".join(lines) + "\n"

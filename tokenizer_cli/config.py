@@ -170,6 +170,154 @@ class PriorConfig:
             raise ConfigError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
 
 
+# ---------------------------------------------------------------- records: what was measured and how it was made
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "list": (list,), "None": (type(None),)}
+
+
+def _check_record(record: Any, where: str) -> None:
+    """Each field of a record holds its annotated type (or None): a hand-edited config.json fails here."""
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        allowed = tuple(t for name in str(f.type).split("|") for t in _TYPES[name.strip()])
+        if value is None or (isinstance(value, allowed) and not isinstance(value, bool)):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{where}.{f.name} must be finite, got {value!r}")
+            continue
+        raise ConfigError(f"{where}.{f.name} must be {str(f.type).replace(' | None', '')}, got {value!r}")
+
+
+@dataclass
+class TrainingRecord:
+    """How a network of the folder was trained (config.json "training" and "prior_training")."""
+
+    command: str | None = None  # the mvq command line
+    data: str | None = None  # what it was trained on
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    warmup: int | None = None
+    weight_decay: float | None = None
+    seed: int | None = None
+    checkpoint_every: int | None = None
+    precision: str | None = None  # fp32 | bf16
+    seconds: float | None = None  # wall time of this run (since its last resume)
+    device: str | None = None
+    resumed_from: int | None = None  # step the run resumed from (0: from scratch)
+    processes: int | None = None  # data-parallel processes
+    final_loss: float | None = None  # prior: nats per token at the last step
+    loss_history: list | None = None  # [step, loss] pairs, about 100 per run
+
+    def __post_init__(self) -> None:
+        _check_record(self, "training")
+
+
+@dataclass
+class ReconstructionMetrics:
+    """Reconstruction of held-out images, measured when the tokenizer was trained (config.json "metrics")."""
+
+    images: int | None = None
+    mse: float | None = None  # on [-1, 1] pixels
+    psnr: float | None = None  # dB on [0, 1] pixels
+    codebook_usage: float | None = None  # share of the vocabulary used
+    tokens_used: int | None = None
+    perplexity: float | None = None
+    eval_data: str | None = None  # a description of the images
+
+    def __post_init__(self) -> None:
+        _check_record(self, "metrics")
+
+
+@dataclass
+class EvalResult:
+    """What `mvq eval` measured (config.json "eval"): FD in a classifier's features, and reconstruction."""
+
+    recon_fd: float | None = None
+    generation_fd: float | None = None  # None: the model has no prior
+    mse: float | None = None
+    psnr: float | None = None
+    ssim: float | None = None
+    codebook_usage: float | None = None
+    tokens_used: int | None = None
+    perplexity: float | None = None
+    images: int | None = None
+    eval_data: str | None = None
+    fd_train_vs_test: float | None = None  # FD of real train vs test images: the floor
+    feature_net: str | None = None
+    feature_net_accuracy: float | None = None
+    seed: int | None = None  # of the prior's sampling
+    weights_sha256: str | None = None  # of the weights measured: a stale result is told apart
+    device: str | None = None
+    seconds: float | None = None
+    command: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_record(self, "eval")
+
+
+@dataclass
+class ModelConfig:
+    """A model folder's config.json, parsed once: the networks' configs and the records beside them."""
+
+    tokenizer: TokenizerConfig
+    prior: PriorConfig | None = None
+    training: TrainingRecord | None = None
+    prior_training: TrainingRecord | None = None
+    metrics: ReconstructionMetrics | None = None
+    eval: EvalResult | None = None
+    format_version: int = FORMAT_VERSION  # the format the file was written in (it is written in today's)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ModelConfig:
+        """Parse and check a whole config.json (any format version up to FORMAT_VERSION; older ones migrate)."""
+        if not isinstance(d, dict) or not isinstance(d.get("tokenizer"), dict):
+            raise ConfigError("config.json has no 'tokenizer' section (not an mvq model)")
+        version = d.get("mvq_format", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ConfigError(f"mvq_format must be a positive integer, got {version!r}")
+        unknown = sorted(set(d) - {"mvq_format", *(f.name for f in dataclasses.fields(cls))} - {"format_version"})
+        if unknown:
+            warnings.warn(f"config.json: ignoring unknown sections {', '.join(unknown)}", stacklevel=2)
+
+        def section(cls_, key: str):
+            return _from_dict(cls_, d[key], key) if d.get(key) is not None else None
+
+        cfg = cls(tokenizer=tokenizer_config_from_dict(d["tokenizer"], version),
+                  prior=section(PriorConfig, "prior"), training=section(TrainingRecord, "training"),
+                  prior_training=section(TrainingRecord, "prior_training"),
+                  metrics=section(ReconstructionMetrics, "metrics"), eval=section(EvalResult, "eval"),
+                  format_version=version)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """The prior must model this tokenizer's tokens (and masks)."""
+        t, p = self.tokenizer, self.prior
+        if p is None:
+            return
+        if p.vocab_size != t.quantizer.vocab_size or p.tokens != t.tokens:
+            raise ConfigError(f"the prior models {p.tokens} tokens of a {p.vocab_size}-word vocabulary but the "
+                              f"tokenizer makes {t.tokens} tokens of {t.quantizer.vocab_size}")
+        if p.num_masks and (not t.quantizer.has_masks or p.num_masks != t.quantizer.num_masks):
+            raise ConfigError(f"the prior predicts {p.num_masks} masks but the tokenizer's tokens carry "
+                              + (f"{t.quantizer.num_masks}" if t.quantizer.has_masks else "none"))
+
+    def to_dict(self) -> dict:
+        """config.json as written (format FORMAT_VERSION); records absent are left out, a missing prior is null."""
+        d: dict[str, Any] = {"mvq_format": FORMAT_VERSION, "tokenizer": to_dict(self.tokenizer),
+                             "prior": to_dict(self.prior) if self.prior is not None else None}
+        for key in ("training", "prior_training", "metrics", "eval"):
+            if getattr(self, key) is not None:
+                d[key] = to_dict(getattr(self, key))
+        return d
+
+    @property
+    def hash(self) -> str:
+        """Short stable hash of the networks' configs (tokenizer and prior), stored in token manifests."""
+        return config_hash({"tokenizer": to_dict(self.tokenizer),
+                            "prior": to_dict(self.prior) if self.prior is not None else None})
+
+
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
@@ -207,15 +355,6 @@ def tokenizer_config_from_dict(d: dict, format_version: int = FORMAT_VERSION) ->
     if format_version > FORMAT_VERSION:
         warnings.warn(f"config.json format {format_version} is newer than this mvq ({FORMAT_VERSION})", stacklevel=2)
     return _from_dict(TokenizerConfig, migrate_tokenizer_dict(d, format_version), "tokenizer")
-
-
-def tokenizer_config_of(cfg: dict) -> TokenizerConfig:
-    """The tokenizer section of a whole config.json, read with the format version it was written in."""
-    return tokenizer_config_from_dict(cfg["tokenizer"], cfg.get("mvq_format", 1))
-
-
-def prior_config_from_dict(d: dict) -> PriorConfig:
-    return _from_dict(PriorConfig, d, "prior")
 
 
 def config_hash(d: dict) -> str:

@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 
 from . import data as data_io
 from .data import InputError
+from .progress import Progress, no_progress
 
 FASHION = "fashion-mnist"  # the name --data takes for Fashion-MNIST
 
 
 def load_images(source: str, split: str, size: int, channels: int, limit: int | None = None,
-                on_image: Callable[[], None] | None = None) -> np.ndarray:
+                progress: Progress = no_progress) -> np.ndarray:
     """uint8 images (N, H, W) grey or (N, H, W, 3) colour: a Fashion-MNIST split ("train" | "test"), or every
-    image under a folder (`split` is ignored; pass the split's own folder)."""
+    image under a folder (`split` is ignored; pass the split's own folder), the first `limit` if given."""
     if source == FASHION:
         if size != 28 or channels != 1:
             raise InputError(f"{FASHION} is 28x28 grey but {size}x{size}x{channels} images were asked for: "
@@ -31,12 +30,13 @@ def load_images(source: str, split: str, size: int, channels: int, limit: int | 
     sources = list(itertools.islice(data_io.iter_sources([source]), limit))
     if not sources:
         raise InputError(f"no images found in {source}")
-    return data_io.load_uint8(sources, size, channels, on_image)
+    with progress(f"loading {source}", len(sources)) as bar:
+        return data_io.load_uint8(sources, size, channels, bar.advance)
 
 
-def count_images(source: str, limit: int | None = None) -> int:
-    """How many images `load_images` will read from a folder (for progress bars)."""
-    return sum(1 for _ in itertools.islice(data_io.iter_sources([source]), limit))
+def describe(source: str, split: str, count: int) -> str:
+    """How records name the images `load_images` read: 'fashion-mnist test (10,000 images)'."""
+    return f"{source}{' ' + split if source == FASHION else ''} ({count:,} images)"
 
 
 def held_out_folder(source: str) -> Path | None:

@@ -1,21 +1,35 @@
-"""Quality measures of a tokenizer on held-out images (MSE/PSNR on [-1, 1] pixels, token usage)."""
+"""Quality measures of a model: reconstruction of held-out images (MSE, PSNR, token usage), and what
+`mvq eval` measures (FD of reconstructions and of the prior's samples in a classifier's features, SSIM).
+
+Nothing here prints or writes files; progress goes through `progress` (see progress.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 
-from .quantizers.base import usage_stats
+from .config import EvalResult, ReconstructionMetrics
+from .datasets import FASHION, describe, held_out_folder, load_images
 from .images import to_float
+from .progress import Progress, no_progress
+from .quantizers.base import usage_stats
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+REFERENCE_IMAGES = 10_000  # train images in the real-vs-real FD floor, when the feature net does not store it
 
 
 @torch.inference_mode()
 def reconstruction_metrics(tokenizer, images: np.ndarray, batch_size: int = 500, device: torch.device | str = "cpu",
                            on_batch: Callable[[int], None] | None = None,
-                           on_pair: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> dict:
+                           on_pair: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> ReconstructionMetrics:
     """MSE on [-1, 1] pixels, PSNR on [0, 1] pixels, and the share of the vocabulary used.
 
     `on_pair(images, reconstructions)` sees every batch, so other measures share this one pass."""
@@ -35,11 +49,99 @@ def reconstruction_metrics(tokenizer, images: np.ndarray, batch_size: int = 500,
     mse = sq_err / count
     ids = torch.cat(all_ids)
     usage, perplexity = usage_stats(ids, tokenizer.vocab_size)
-    return {
-        "images": len(images),
-        "mse": mse,
-        "psnr": 10 * math.log10(4.0 / mse),  # [-1,1] range is 2 wide: PSNR of the [0,1] image
-        "codebook_usage": usage,
-        "tokens_used": int(ids.unique().numel()),
-        "perplexity": perplexity,
-    }
+    return ReconstructionMetrics(images=len(images), mse=mse,
+                                 psnr=10 * math.log10(4.0 / mse),  # [-1,1] is 2 wide: PSNR of the [0,1] image
+                                 codebook_usage=usage, tokens_used=int(ids.unique().numel()), perplexity=perplexity)
+
+
+def held_out_metrics(tokenizer, data: str, train_images: np.ndarray, device: torch.device | str = "cpu",
+                     progress: Progress = no_progress) -> ReconstructionMetrics:
+    """Reconstruction metrics on the held-out split of `data`: Fashion-MNIST test, or the `test` folder beside
+    a `train` folder; on the training images themselves when there is none (and eval_data says so)."""
+    held_out = held_out_folder(data)
+    cfg = tokenizer.cfg
+    if data == FASHION:
+        images, what = load_images(data, "test", 28, 1), f"{FASHION} test"
+    elif held_out is not None:
+        images, what = load_images(str(held_out), "", cfg.image_size, cfg.channels, progress=progress), str(held_out)
+    else:
+        images, what = train_images, f"{data}, the training images"
+    with progress("evaluate", len(images)) as bar:
+        metrics = reconstruction_metrics(tokenizer, images, device=device, on_batch=bar.advance)
+    return dataclasses.replace(metrics, eval_data=f"{what} ({len(images):,} images)")
+
+
+def reference_fd(net, info: dict, test_features: np.ndarray | None, batch_size: int, device: torch.device,
+                 progress: Progress = no_progress) -> float | None:
+    """FD of real Fashion-MNIST train vs test images: stored with the feature net, else computed when possible."""
+    from .fd import extract_features, features_fd
+
+    if info.get("fd_train_vs_test") is not None:
+        return float(info["fd_train_vs_test"])
+    if test_features is None:
+        return None
+    train = load_images(FASHION, "train", 28, 1, REFERENCE_IMAGES)
+    with progress("features of real train images", len(train)) as bar:
+        train_features = extract_features(net, train, batch_size, device, on_batch=bar.advance)
+    return features_fd(train_features, test_features)
+
+
+def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = None, feature_net: str = "auto",
+                      batch_size: int = 500, seed: int = 0, progress: Progress = no_progress,
+                      command: str | None = None) -> EvalResult:
+    """What `mvq eval` measures: reconstruction FD, MSE, PSNR, SSIM and codebook use on `data` (the Fashion-MNIST
+    test split or an image folder, its first `limit` images if given), and the generation FD of as many samples
+    of the prior (seeded by `seed`; None without a prior), in the features of `feature_net` ('auto': the shipped
+    one made for the model's image shape)."""
+    from .classifier import feature_net_for, load_feature_net
+    from .data import InputError
+    from .fd import ReconstructionQuality, extract_features, features_fd, generated_images
+    from .hub import weights_digest
+
+    t0 = time.perf_counter()
+    tok, dev = pipe.tokenizer, pipe.device
+    if feature_net == "auto":
+        feature_net = feature_net_for(tok.cfg.image_size, tok.cfg.channels)
+    net, net_info = load_feature_net(feature_net, dev)
+    images = load_images(data, "test", tok.cfg.image_size, tok.cfg.channels, limit, progress=progress)
+    n = len(images)
+    if n < 2:
+        raise InputError(f"FD needs at least 2 images, {data} gave {n}")
+    quality = ReconstructionQuality(net, dev)
+    with progress("reconstruct: MSE, SSIM, features", n) as bar:
+        metrics = reconstruction_metrics(tok, images, batch_size, dev, on_batch=bar.advance, on_pair=quality)
+    real, recon, ssim_mean = quality.result()
+    generation_fd = None
+    if pipe.prior is not None:
+        with progress(f"sample {n:,} images with the prior, their features", n) as bar:
+            batches = generated_images(pipe.prior, tok, n, seed, batch_size=1000, device=dev)
+            generated = extract_features(net, batches, batch_size, dev, on_batch=bar.advance)
+        generation_fd = features_fd(real, generated)
+    whole_fashion = data == FASHION and limit is None
+    return EvalResult(
+        recon_fd=features_fd(real, recon), generation_fd=generation_fd, mse=metrics.mse, psnr=metrics.psnr,
+        ssim=ssim_mean, codebook_usage=metrics.codebook_usage, tokens_used=metrics.tokens_used,
+        perplexity=metrics.perplexity, images=n, eval_data=describe(data, "test", n),
+        fd_train_vs_test=reference_fd(net, net_info, real if whole_fashion else None, batch_size, dev, progress),
+        feature_net=feature_net, feature_net_accuracy=net_info.get("test_accuracy"), seed=seed,
+        weights_sha256=weights_digest(pipe.folder) if pipe.folder is not None else None, device=str(dev),
+        seconds=round(time.perf_counter() - t0, 1), command=command)
+
+
+def why_not_recorded(model: str, folder: Path | None, limit: int | None) -> str | None:
+    """Why an evaluation must not go into the model folder, or None when it may: only a local folder the user
+    named, never the installed package data or a Hub cache snapshot, and only measurements of the whole data."""
+    from .hub import shipped_root
+
+    keep = "use --json to keep these results"
+    if folder is None:
+        return "the model was not loaded from a folder"
+    if folder.resolve().is_relative_to(shipped_root().resolve()):
+        return (f"{model} is a shipped model (package data in {folder}), so the results are not written into it "
+                f"({keep}, or copy the folder and evaluate the copy)")
+    if not Path(model).expanduser().is_dir():
+        return f"{model} is a Hub cache snapshot, so the results are not written into it ({keep}, or download it to a folder)"
+    if limit is not None:
+        return (f"--limit {limit} measures part of the data, so nothing is written into {folder} (its stored results "
+                f"stay those of a full run; {keep})")
+    return None

@@ -9,6 +9,7 @@ Nothing is ever unpickled.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 
 from safetensors import SafetensorError
 
-from .config import FORMAT_VERSION, ConfigError, prior_config_from_dict, to_dict, tokenizer_config_from_dict
+from .config import ConfigError, ModelConfig, to_dict
 from .data import atomic_write, current_umask
 
 if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --help` starts without torch
@@ -158,39 +159,38 @@ def resolve_model(name: str) -> Path:
                         f"({', '.join(shipped_models()) or 'none'}), and not a Hub repo id (owner/name)")
 
 
-def read_config(folder: Path) -> dict:
+def read_config(folder: Path) -> ModelConfig:
+    """A model folder's config.json, parsed and checked field by field (before anything is allocated)."""
     try:
-        cfg = json.loads((folder / "config.json").read_text())
+        raw = json.loads((folder / "config.json").read_text())
     except FileNotFoundError:
         raise BadCheckpoint(f"{folder}: no config.json (not an mvq model folder)")
     except json.JSONDecodeError as err:
         raise BadCheckpoint(f"{folder}/config.json is not valid JSON ({err.msg}, line {err.lineno})")
-    if not isinstance(cfg, dict) or "tokenizer" not in cfg:
-        raise BadCheckpoint(f"{folder}/config.json has no 'tokenizer' section (not an mvq model)")
-    return cfg
-
-
-def parse_config(folder: Path, cfg: dict):
-    """(TokenizerConfig, PriorConfig or None) of a config.json, checked before anything is allocated."""
-    version = cfg.get("mvq_format", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise BadCheckpoint(f"{folder}/config.json: mvq_format must be a positive integer, got {version!r}")
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadCheckpoint(f"{folder}/config.json cannot be read ({err})")
     try:
-        tok_cfg = tokenizer_config_from_dict(cfg["tokenizer"], version)
-        prior_cfg = prior_config_from_dict(cfg["prior"]) if cfg.get("prior") else None
+        return ModelConfig.from_dict(raw)
     except (ConfigError, TypeError, ValueError) as err:
         raise BadCheckpoint(f"{folder}/config.json: {err}") from None
-    if prior_cfg is not None and (prior_cfg.vocab_size != tok_cfg.quantizer.vocab_size
-                                  or prior_cfg.tokens != tok_cfg.tokens):
-        raise BadCheckpoint(f"{folder}/config.json: the prior models {prior_cfg.tokens} tokens of a "
-                            f"{prior_cfg.vocab_size}-word vocabulary but the tokenizer makes {tok_cfg.tokens} tokens "
-                            f"of {tok_cfg.quantizer.vocab_size}")
-    if prior_cfg is not None and prior_cfg.num_masks and (
-            not tok_cfg.quantizer.has_masks or prior_cfg.num_masks != tok_cfg.quantizer.num_masks):
-        raise BadCheckpoint(f"{folder}/config.json: the prior predicts {prior_cfg.num_masks} masks but the "
-                            "tokenizer's tokens carry " + (f"{tok_cfg.quantizer.num_masks}" if tok_cfg.quantizer.has_masks
-                                                           else "none"))
-    return tok_cfg, prior_cfg
+
+
+def write_config(folder: Path, cfg: ModelConfig, card: bool = True) -> None:
+    """Replace config.json atomically (and README.md, the card written from it, unless card=False)."""
+    from .cards import model_card
+
+    text = json.dumps(cfg.to_dict(), indent=2) + "\n"
+    atomic_write(folder / "config.json", lambda p: Path(p).write_text(text))
+    if card:
+        atomic_write(folder / "README.md", lambda p: Path(p).write_text(model_card(cfg, folder.name)))
+
+
+def update_records(folder: Path, **records) -> ModelConfig:
+    """Replace records of a model folder's config.json (eval=..., say) and its card; config.json is read afresh,
+    as another command may have written it meanwhile. Returns the new config."""
+    cfg = dataclasses.replace(read_config(folder), **records)
+    write_config(folder, cfg)
+    return cfg
 
 
 def load_weights(module: torch.nn.Module, file: Path, config_name: str = "config.json") -> None:
@@ -229,20 +229,25 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | None = None,
-                  extra: dict | None = None, card: str | None = None) -> Path:
-    """Write (or update) a model folder; files are replaced atomically one by one."""
+                  card: str | None = None, **records) -> Path:
+    """Write (or update) a model folder; files are replaced atomically one by one.
+
+    `records` replace config.json's records of that name (training, prior_training, metrics, eval; None
+    removes one); the others, and a prior not given here, stay as the folder had them. README.md is the
+    card written from the new config.json unless `card` is given."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    old = read_config(folder) if (folder / "config.json").exists() else {}
-    cfg = {**old, **(extra or {}), "mvq_format": FORMAT_VERSION, "tokenizer": to_dict(tokenizer.cfg)}
+    old = read_config(folder) if (folder / "config.json").exists() else None
+    cfg = dataclasses.replace(old, tokenizer=tokenizer.cfg) if old is not None else ModelConfig(tokenizer.cfg)
+    cfg = dataclasses.replace(cfg, **records)
     atomic_write(folder / "tokenizer.safetensors", lambda p: save_file(_state(tokenizer), p))
     if prior is not None:
-        cfg["prior"] = to_dict(prior.cfg)
+        cfg.prior = prior.cfg
         atomic_write(folder / "prior.safetensors", lambda p: save_file(_state(prior), p))
-    cfg.setdefault("prior", None)
-    atomic_write(folder / "config.json", lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
+    cfg.check()
+    write_config(folder, cfg, card=card is None)
     if card is not None:
         atomic_write(folder / "README.md", lambda p: Path(p).write_text(card))
     return folder

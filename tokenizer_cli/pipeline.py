@@ -24,6 +24,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from .config import EvalResult, ModelConfig
     from .models import Prior, Tokenizer
 
 
@@ -49,14 +50,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 class Pipeline:
     """A tokenizer (images <-> tokens) and, optionally, a prior over its tokens, with their config.json."""
 
-    def __init__(self, tokenizer: Tokenizer, prior: Prior | None = None, config: dict | None = None,
+    def __init__(self, tokenizer: Tokenizer, prior: Prior | None = None, config: ModelConfig | None = None,
                  source: str = "", folder: Path | None = None):
-        from .config import FORMAT_VERSION, to_dict
+        from .config import ModelConfig
 
         self.tokenizer, self.prior = tokenizer.eval(), prior.eval() if prior is not None else None
-        self.config = config if config is not None else {"mvq_format": FORMAT_VERSION,
-                                                         "tokenizer": to_dict(tokenizer.cfg),
-                                                         "prior": to_dict(prior.cfg) if prior else None}
+        self.config = config if config is not None else ModelConfig(tokenizer.cfg, prior.cfg if prior else None)
         self.source, self.folder = source, folder
 
     # ------------------------------------------------------------ loading and saving
@@ -73,7 +72,7 @@ class Pipeline:
         ModelHubMixin.from_pretrained is not used: mvq resolves shipped names between local folders and
         the Hub, loads two modules from one folder, and validates the config before building either.
         load_prior=False loads the tokenizer alone (to train a new prior, say)."""
-        from .hub import BadCheckpoint, load_weights, parse_config, read_config, resolve_model
+        from .hub import BadCheckpoint, load_weights, read_config, resolve_model
         from .models import Prior, Tokenizer
 
         name = str(name_or_path)
@@ -81,12 +80,11 @@ class Pipeline:
             name = f"{name.split('@', 1)[0]}@{revision}"
         folder = resolve_model(name)
         cfg = read_config(folder)
-        tok_cfg, prior_cfg = parse_config(folder, cfg)
-        tokenizer = Tokenizer(tok_cfg)
+        tokenizer = Tokenizer(cfg.tokenizer)
         load_weights(tokenizer, folder / "tokenizer.safetensors")
         prior = None
-        if prior_cfg is not None and load_prior:
-            prior = Prior(prior_cfg)
+        if cfg.prior is not None and load_prior:
+            prior = Prior(cfg.prior)
             load_weights(prior, folder / "prior.safetensors")
         elif need_prior:
             raise BadCheckpoint(f"model {name!r} has no prior (train one with `mvq train prior`)")
@@ -104,17 +102,14 @@ class Pipeline:
         return next(self.tokenizer.parameters()).device
 
     def save_pretrained(self, folder: str | Path, card: str | None = None) -> Path:
-        """Write config.json, tokenizer.safetensors, prior.safetensors (if any) and README.md."""
-        from .cards import model_card
-        from .data import atomic_write
-        from .hub import read_config, save_pipeline
+        """Write config.json (with this model's training and evaluation records), tokenizer.safetensors,
+        prior.safetensors (if any) and README.md (the model card, or `card`)."""
+        from .hub import save_pipeline
 
-        folder = Path(folder)
-        extra = {k: v for k, v in self.config.items() if k not in ("tokenizer", "prior", "mvq_format")}
-        save_pipeline(folder, self.tokenizer, self.prior, extra=extra)
-        text = card or model_card(read_config(folder), folder.name)
-        atomic_write(folder / "README.md", lambda p: Path(p).write_text(text))
-        return folder
+        c = self.config
+        return save_pipeline(Path(folder), self.tokenizer, self.prior, card=card, training=c.training,
+                             prior_training=c.prior_training if self.prior is not None else None,
+                             metrics=c.metrics, eval=c.eval if self.prior is not None or c.prior is None else None)
 
     def push_to_hub(self, repo_id: str, private: bool = False, revision: str | None = None) -> str:
         """Save to a temporary folder and upload it with huggingface_hub; returns the commit URL."""
@@ -125,13 +120,28 @@ class Pipeline:
         with tempfile.TemporaryDirectory() as tmp:
             return push_folder(self.save_pretrained(Path(tmp) / repo_id.split("/")[-1]), repo_id, private, revision)
 
+    # ------------------------------------------------------------ measuring
+
+    def evaluate(self, data: str = "fashion-mnist", limit: int | None = None, feature_net: str = "auto",
+                 batch_size: int = 500, seed: int = 0) -> EvalResult:
+        """What `mvq eval` measures (reconstruction FD, MSE, PSNR, SSIM, codebook use, generation FD of the prior
+        on as many samples as test images), as an EvalResult; nothing is written."""
+        from .evaluate import evaluate_pipeline
+
+        return evaluate_pipeline(self, data, limit, feature_net, batch_size, seed)
+
+    def explore(self, code: int, image: Any = None, blends: Sequence[tuple[int, int]] = (), steps: int = 8,
+                draws: int = 8) -> np.ndarray:
+        """What `mvq explore` draws, as a uint8 grid image: code `code` under every mask (see explore.mask_grid)."""
+        from .explore import mask_grid
+
+        return mask_grid(self, code, image, blends, steps, draws)
+
     # ------------------------------------------------------------ identity
 
     @property
     def config_hash(self) -> str:
-        from .config import config_hash
-
-        return config_hash({"tokenizer": self.config["tokenizer"], "prior": self.config.get("prior")})
+        return self.config.hash
 
     @property
     def tokenizer_id(self) -> str:

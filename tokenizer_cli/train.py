@@ -17,9 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
-from .images import to_float
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import TrainingRecord, to_dict
+from .datasets import FASHION, fashion_labels, load_images
+from .images import to_float
 from .models.prior import sequence_loss
+from .progress import Progress, no_progress
 
 
 @dataclass
@@ -154,3 +157,40 @@ def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: Train
 
     return _run(prior, step_loss, len(data), cfg, Path(run_dir), "prior", device, resume, on_step,
                 {"kind": "prior"})
+
+
+def training_record(cfg: TrainConfig, result: dict, data: str, device: torch.device | str,
+                    command: str | None = None) -> TrainingRecord:
+    """What config.json keeps of a run: its settings, where it ran, how long, and the loss history."""
+    return TrainingRecord(command=command, data=data, **to_dict(cfg), seconds=round(result["seconds"], 1),
+                          device=str(device), resumed_from=result["resumed_from"],
+                          processes=distributed.world_size(), loss_history=result["history"],
+                          final_loss=round(result["loss"], 4) if "loss" in result else None)
+
+
+def prior_training_data(pipe, data: str = FASHION, tokens_file: str | Path | None = None, classes: bool = False,
+                        mask_head: bool = True, progress: Progress = no_progress
+                        ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
+    """(token ids (N, T), their masks or None, class labels or None, a description of the source) to fit a
+    prior to: a token file from `mvq encode` (checked against the tokenizer), or the images of `data`, encoded.
+    Masks come with them for a tokenizer with sampled masks when the prior gets a mask head."""
+    from .data import InputError
+    from .inference import encode_images
+    from .tokenfile import read_token_file
+
+    tok = pipe.tokenizer
+    with_masks = bool(tok.num_masks and mask_head)
+    if tokens_file is not None:
+        if classes:
+            raise InputError("a class-conditional prior needs labels: train on fashion-mnist, not a token file")
+        ids, masks = read_token_file(tokens_file, pipe, with_masks)
+        if with_masks and masks is None:
+            raise InputError(f"{tokens_file} has no masks beside it (TOKENS.masks.npy): encode with `mvq encode`, "
+                             "or train without the mask head (--no-mask-head)")
+        return ids, masks, None, str(tokens_file)
+    if classes and data != FASHION:
+        raise InputError(f"a class-conditional prior is only available on {FASHION} (its labels)")
+    images = load_images(data, "train", tok.cfg.image_size, tok.cfg.channels, progress=progress)
+    with progress("encode", len(images)) as bar:
+        ids, masks = encode_images(tok, images, device=pipe.device, on_batch=bar.advance)
+    return ids, masks if with_masks else None, fashion_labels("train") if classes else None, data

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizer_cli.config import DEFAULT_SUBSET_RATIO, QuantizerConfig, tokenizer_config_of
-from tokenizer_cli.hub import weights_digest  # the same hash `mvq eval` stores
+from tokenizer_cli.config import DEFAULT_SUBSET_RATIO, ModelConfig, QuantizerConfig, TrainingRecord, to_dict
+from tokenizer_cli.hub import BadCheckpoint, read_config, weights_digest  # the same hash `mvq eval` stores
 
 from .plan import FASHION, MASKED, Spec
 
@@ -118,14 +118,24 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+def read_model(d: Path) -> ModelConfig | None:
+    """A run folder's config.json, typed; None where there is none or it does not parse."""
+    if not (d / "config.json").is_file():
+        return None
+    try:
+        return read_config(d)
+    except BadCheckpoint:
+        return None
+
+
 def tokenizer_done(d: Path) -> bool:
-    cfg = read_json(d / "config.json")
-    return bool(cfg and cfg.get("metrics") and (d / "tokenizer.safetensors").is_file())
+    cfg = read_model(d)
+    return bool(cfg and cfg.metrics is not None and (d / "tokenizer.safetensors").is_file())
 
 
 def prior_done(d: Path) -> bool:
-    cfg = read_json(d / "config.json")
-    return bool(cfg and cfg.get("prior_training") and (d / "prior.safetensors").is_file())
+    cfg = read_model(d)
+    return bool(cfg and cfg.prior_training is not None and (d / "prior.safetensors").is_file())
 
 
 def eval_done(st: Settings, d: Path) -> bool:
@@ -141,7 +151,7 @@ def eval_done(st: Settings, d: Path) -> bool:
 def mismatches(st: Settings, spec: Spec, seed: int, d: Path | None = None) -> list[str]:
     """How a completed run's recorded settings (in run_dir, or folder d) differ from what this invocation asks for."""
     d = run_dir(st, spec, seed) if d is None else d
-    cfg = read_json(d / "config.json") or {}
+    cfg = read_model(d)
     bad = []
 
     def want(what: str, have, wanted) -> None:
@@ -155,20 +165,19 @@ def mismatches(st: Settings, spec: Spec, seed: int, d: Path | None = None) -> li
     return bad
 
 
-def tokenizer_mismatches(st: Settings, spec: Spec, seed: int, cfg: dict, want) -> None:
+def tokenizer_mismatches(st: Settings, spec: Spec, seed: int, cfg: ModelConfig, want) -> None:
     """Calls want(what, recorded, asked) for each setting of the tokenizer's training and quantizer."""
-    tr, tok = cfg.get("training") or {}, cfg.get("tokenizer") or {}
-    q = tok.get("quantizer") or {}
-    want("steps", tr.get("steps"), st.steps)
-    want("batch size", tr.get("batch_size"), st.batch_size)
-    want("seed", tr.get("seed"), seed)
-    want("data", tr.get("data"), st.train_data)
-    want("base channels", tok.get("base_channels"), st.base_channels)
-    want("image size", tok.get("image_size"), st.image_size)
-    want("channels", tok.get("channels"), st.channels)
-    want("tokens", tok.get("tokens"), spec.tokens)
-    want("layout", tok.get("layout"), spec.layout)
-    q = tokenizer_config_of(cfg).quantizer  # typed, with older formats read as what they meant
+    tr, tok = cfg.training or TrainingRecord(), cfg.tokenizer
+    want("steps", tr.steps, st.steps)
+    want("batch size", tr.batch_size, st.batch_size)
+    want("seed", tr.seed, seed)
+    want("data", tr.data, st.train_data)
+    want("base channels", tok.base_channels, st.base_channels)
+    want("image size", tok.image_size, st.image_size)
+    want("channels", tok.channels, st.channels)
+    want("tokens", tok.tokens, spec.tokens)
+    want("layout", tok.layout, spec.layout)
+    q = tok.quantizer  # older formats are read as what they meant
     default = QuantizerConfig()
     want("quantizer", q.kind, spec.quantizer)
     if spec.quantizer == "fsq":
@@ -187,14 +196,14 @@ def tokenizer_mismatches(st: Settings, spec: Spec, seed: int, cfg: dict, want) -
         want("mask gradient", q.mask_gradient, spec.gradient or default.mask_gradient)
 
 
-def prior_mismatches(st: Settings, spec: Spec, seed: int, cfg: dict, want) -> None:
+def prior_mismatches(st: Settings, spec: Spec, seed: int, cfg: ModelConfig, want) -> None:
     """Calls want(what, recorded, asked) for each setting of the prior's training and size."""
-    pt, pr = cfg.get("prior_training") or {}, cfg.get("prior") or {}
-    want("prior steps", pt.get("steps"), st.prior_steps)
-    want("prior batch size", pt.get("batch_size"), prior_batch(spec.tokens))
-    want("prior seed", pt.get("seed"), seed)
+    pt = cfg.prior_training or TrainingRecord()
+    want("prior steps", pt.steps, st.prior_steps)
+    want("prior batch size", pt.batch_size, prior_batch(spec.tokens))
+    want("prior seed", pt.seed, seed)
     for key, value in PRIOR_DEFAULTS.items():
-        want(f"prior {key}", pr.get(key), value)
+        want(f"prior {key}", getattr(cfg.prior, key, None), value)
 
 
 def adopt(st: Settings, runs: list[tuple[Spec, int]], folders: list[Path], dry: bool) -> None:
@@ -224,9 +233,9 @@ def adopt(st: Settings, runs: list[tuple[Spec, int]], folders: list[Path], dry: 
         for name in ("tokenizer.safetensors", "prior.safetensors", "config.json", "README.md"):
             if (src / name).is_file():
                 shutil.copy2(src / name, d / name)
-        ev = (read_json(d / "config.json") or {}).get("eval")
-        if ev:
-            (d / "eval.json").write_text(json.dumps(ev, indent=1) + "\n")
+        cfg = read_model(d)
+        if cfg is not None and cfg.eval is not None:
+            (d / "eval.json").write_text(json.dumps(to_dict(cfg.eval), indent=1) + "\n")
             if not eval_done(st, d):  # other weights or another --limit: measure again
                 (d / "eval.json").unlink()
 

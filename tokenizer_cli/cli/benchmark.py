@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from ..data import atomic_write
-from ..config import tokenizer_config_of
 from ..hub import load_pipeline, read_config, shipped_models, shipped_root
 from .common import DeviceOpt, JsonOpt, console, fail, pick_device, stdout_console
 
@@ -23,9 +22,8 @@ def _candidates(tokens: int) -> list[str]:
     names = []
     for name in shipped_models():
         cfg = read_config(shipped_root() / name)
-        tok_cfg = tokenizer_config_of(cfg)
-        t, kind = tok_cfg.tokens, tok_cfg.quantizer.kind
-        if cfg.get("prior") and (t == tokens or (kind == "vq" and t > tokens)):
+        t, kind = cfg.tokenizer.tokens, cfg.tokenizer.quantizer.kind
+        if cfg.prior is not None and (t == tokens or (kind == "vq" and t > tokens)):
             names.append(name)
     return names
 

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 
 from ..hub import DEFAULT_MODEL, read_config, shipped_models, shipped_root
 from .common import stdout_console
 
+if TYPE_CHECKING:
+    from ..config import ModelConfig
 
-def _row(name: str, cfg: dict, where: str) -> list[str]:
-    from ..config import tokenizer_config_of
 
-    tok = cfg["tokenizer"]
-    q = tokenizer_config_of(cfg).quantizer
-    m = cfg.get("metrics") or {}
-    psnr = f"{m['psnr']:.2f}" if "psnr" in m else "-"
-    return [name + (" (default)" if name == DEFAULT_MODEL else ""), q.describe(), str(tok["tokens"]), str(q.vocab_size),
-            f"{tok['image_size']}x{tok['image_size']}x{tok['channels']}", psnr,
-            "yes" if cfg.get("prior") else "no", where]
+def _row(name: str, cfg: ModelConfig, where: str) -> list[str]:
+    tok, q, m = cfg.tokenizer, cfg.tokenizer.quantizer, cfg.metrics
+    psnr = f"{m.psnr:.2f}" if m is not None and m.psnr is not None else "-"
+    return [name + (" (default)" if name == DEFAULT_MODEL else ""), q.describe(), str(tok.tokens), str(q.vocab_size),
+            f"{tok.image_size}x{tok.image_size}x{tok.channels}", psnr, "yes" if cfg.prior else "no", where]
 
 
 def models() -> None:

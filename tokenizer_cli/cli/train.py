@@ -6,22 +6,15 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-import numpy as np
 import typer
 
 from .. import data as data_io
-from ..cards import model_card
-from ..datasets import FASHION, count_images, fashion_labels, held_out_folder, load_images
-from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig, to_dict
+from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
+from ..datasets import FASHION, load_images
 from ..hub import ATOMIC_TEMP, MODEL_ENTRIES, is_model_folder, read_config, save_pipeline, swap_in
 from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, one_of, pick_device, progress_bar
-
-if TYPE_CHECKING:
-    import torch
-
-    from ..models import Tokenizer
 
 app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
 
@@ -32,14 +25,6 @@ LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last complete checkpoint in OUT/checkpoints.")]
 CkptOpt = Annotated[int, typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints (0: only at the end).")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | bf16 (autocast).")]
-
-
-def load_training_images(source: str, split: str, size: int, channels: int) -> np.ndarray:
-    """uint8 images (N, H, W) for grey or (N, H, W, 3) for colour, with a progress bar for folders."""
-    if source == FASHION:
-        return load_images(source, split, size, channels)
-    with progress_bar(f"loading {source}", count_images(source)) as bar:
-        return load_images(source, split, size, channels, on_image=bar.advance)
 
 
 def _levels(text: str) -> list[int]:
@@ -122,7 +107,8 @@ def tokenizer(
 
     from .. import distributed
     from ..models import Tokenizer
-    from ..train import TrainConfig, train_tokenizer
+    from ..evaluate import held_out_metrics
+    from ..train import TrainConfig, train_tokenizer, training_record
 
     # Every option and the data are checked before OUT is looked at: a bad one leaves OUT untouched.
     dev = distributed.setup(pick_device(device))
@@ -138,7 +124,7 @@ def tokenizer(
         model = Tokenizer(cfg)
     except ValueError as err:
         fail(str(err))
-    images = load_training_images(data, "train", image_size, channels)
+    images = load_images(data, "train", image_size, channels, progress=progress_bar)
     if distributed.is_main():
         _check_out(out, resume, overwrite)
     distributed.barrier()
@@ -158,66 +144,13 @@ def tokenizer(
     if not distributed.is_main():
         distributed.cleanup()
         return
-    metrics = _evaluate(model, data, images, dev)
-    extra = {
-        "training": {"command": "mvq " + shlex.join(sys.argv[1:]) if sys.argv else "", "data": data,
-                     **to_dict(tcfg), "seconds": round(result["seconds"], 1), "device": str(dev),
-                     "resumed_from": result["resumed_from"], "processes": distributed.world_size(),
-                     "loss_history": result["history"]},
-        "metrics": metrics,
-    }
-
-    def write(folder: Path) -> None:
-        save_pipeline(folder, model.cpu(), extra=extra)
-        (folder / "README.md").write_text(model_card(read_config(folder), out.name))
-
-    swap_in(out, write)  # the new model replaces OUT whole: no old prior, eval or checkpoints survive
-    console.print(f"wrote {out}: MSE {metrics['mse']:.4f} on {metrics['eval_data']}, PSNR {metrics['psnr']:.2f} dB, "
-                  f"{metrics['tokens_used']}/{model.vocab_size} tokens used")
+    metrics = held_out_metrics(model, data, images, dev, progress=progress_bar)
+    record = training_record(tcfg, result, data, dev, command="mvq " + shlex.join(sys.argv[1:]))
+    # The new model replaces OUT whole: no old prior, eval or checkpoints survive.
+    swap_in(out, lambda folder: save_pipeline(folder, model.cpu(), training=record, metrics=metrics))
+    console.print(f"wrote {out}: MSE {metrics.mse:.4f} on {metrics.eval_data}, PSNR {metrics.psnr:.2f} dB, "
+                  f"{metrics.tokens_used}/{model.vocab_size} tokens used")
     distributed.cleanup()
-
-
-def _evaluate(model: Tokenizer, data: str, train_images: np.ndarray, dev: torch.device) -> dict:
-    """Reconstruction metrics on the held-out split: Fashion-MNIST test, or the `test` folder beside a `train`
-    folder; on the training images themselves when there is none (and the card says so)."""
-    from ..evaluate import reconstruction_metrics
-
-    held_out = held_out_folder(data)
-    if data == FASHION:
-        images, what = load_training_images(data, "test", 28, 1), f"{FASHION} test"
-    elif held_out is not None:
-        images = load_training_images(str(held_out), "", model.cfg.image_size, model.cfg.channels)
-        what = str(held_out)
-    else:
-        images, what = train_images, f"{data}, the training images"
-    with progress_bar("evaluate", len(images)) as bar:
-        metrics = reconstruction_metrics(model, images, device=dev, on_batch=bar.advance)
-    metrics["eval_data"] = f"{what} ({len(images):,} images)"
-    return metrics
-
-
-def _prior_data(pipe, data: str, tokens_file: Path | None, classes: bool, mask_head: bool, dev: torch.device):
-    """(token ids, their masks or None, class labels or None, a description of the source) to fit a prior to:
-    a token file from `mvq encode` (checked against the tokenizer), or the images of --data, encoded."""
-    from ..inference import encode_images
-    from ..tokenfile import read_token_file
-
-    tok = pipe.tokenizer
-    with_masks = bool(tok.num_masks and mask_head)
-    if tokens_file is not None:
-        if classes:
-            fail("--classes needs labels: use --data fashion-mnist, not --tokens-file")
-        ids, masks = read_token_file(tokens_file, pipe, with_masks)
-        if with_masks and masks is None:
-            fail(f"{tokens_file} has no masks beside it (TOKENS.masks.npy): encode with `mvq encode`, "
-                 "or pass --no-mask-head")
-        return ids, masks, None, str(tokens_file)
-    if classes and data != FASHION:
-        fail("--classes is only available with --data fashion-mnist")
-    images = load_training_images(data, "train", tok.cfg.image_size, tok.cfg.channels)
-    with progress_bar("encode", len(images)) as bar:
-        ids, masks = encode_images(tok, images, device=dev, on_batch=bar.advance)
-    return ids, masks if with_masks else None, fashion_labels("train") if classes else None, data
 
 
 def _check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -232,7 +165,7 @@ def _check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) 
         return
     if overwrite:
         return
-    if read_config(model).get("prior") or (model / "prior.safetensors").exists():
+    if read_config(model).prior is not None or (model / "prior.safetensors").exists():
         fail(f"{model} already has a prior (prior.safetensors): pass --overwrite to replace it")
     if ckpt is not None:
         fail(f"{model} holds an interrupted prior run ({ckpt}): pass --resume to continue it or --overwrite "
@@ -266,12 +199,10 @@ def prior(
     import torch
 
     from .. import distributed
-    from ..train import TrainConfig
-
     from ..config import PriorConfig
     from ..hub import load_pipeline
     from ..models.prior import Prior
-    from ..train import train_prior
+    from ..train import TrainConfig, prior_training_data, train_prior, training_record
 
     dev = distributed.setup(pick_device(device))
     if not (model / "config.json").is_file():
@@ -284,7 +215,7 @@ def prior(
     distributed.barrier()
     pipe = load_pipeline(str(model), dev, load_prior=False)  # the old prior is replaced, or its file may be gone
     tok = pipe.tokenizer
-    ids, masks, labels, source = _prior_data(pipe, data, tokens_file, classes, mask_head, dev)
+    ids, masks, labels, source = prior_training_data(pipe, data, tokens_file, classes, mask_head, progress_bar)
     pcfg = PriorConfig(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
                        n_embd=n_embd, num_classes=10 if classes else 0,
                        num_masks=tok.num_masks if masks is not None else 0)
@@ -306,13 +237,8 @@ def prior(
     if not distributed.is_main():  # rank 0 alone writes the model folder
         distributed.cleanup()
         return
-    extra = {"prior_training": {"command": "mvq " + shlex.join(sys.argv[1:]), "data": source, **to_dict(tcfg),
-                                "seconds": round(result["seconds"], 1), "final_loss": round(result["loss"], 4),
-                                "device": str(dev), "processes": distributed.world_size(),
-                                "resumed_from": result["resumed_from"], "loss_history": result["history"]},
-             "eval": None}  # generation FD of an older prior no longer holds
-    save_pipeline(model, tok.cpu(), net.cpu(), extra=extra)
-    (model / "README.md").write_text(model_card(read_config(model), model.name))
+    record = training_record(tcfg, result, source, dev, command="mvq " + shlex.join(sys.argv[1:]))
+    save_pipeline(model, tok.cpu(), net.cpu(), prior_training=record, eval=None)  # an older prior's FD no longer holds
     shutil.rmtree(run_dir, ignore_errors=True)
     console.print(f"wrote {model / 'prior.safetensors'}: final loss {result['loss']:.3f} nats/token")
     distributed.cleanup()
