@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from tokenizer_cli.data import load_fashion_mnist, save_png
+from tokenizer_cli.data import load_fashion_mnist
+from tokenizer_cli.files import save_png
 
 
 def main() -> None:

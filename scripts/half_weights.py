@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from tokenizer_cli.data import atomic_write
+from tokenizer_cli.files import atomic_write
 
 FP16_SAFE = 60_000.0
 

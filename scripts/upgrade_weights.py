@@ -16,7 +16,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from tokenizer_cli.config import FORMAT_VERSION
-from tokenizer_cli.data import atomic_write
+from tokenizer_cli.files import atomic_write
 from tokenizer_cli.hub import read_config, weights_digest, write_config
 from tokenizer_cli.models.prior import Prior
 

@@ -1,4 +1,4 @@
-"""tokenizer_cli.data on real files written into tmp_path."""
+"""tokenizer_cli.data (reading) and tokenizer_cli.files (writing) on real files written into tmp_path."""
 
 from __future__ import annotations
 
@@ -16,18 +16,16 @@ from tokenizer_cli.data import (
     ImageSource,
     InputError,
     SourceDataset,
-    atomic_write,
     collate_sources,
     is_idx_file,
     iter_sources,
     load_fashion_mnist,
     load_image,
     load_source,
-    make_grid,
     read_idx_images,
     read_idx_labels,
-    save_png,
 )
+from tokenizer_cli.files import atomic_write, make_grid, save_png
 from tokenizer_cli.images import to_uint8
 
 

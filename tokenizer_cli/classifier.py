@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from .data import atomic_write
+from .files import atomic_write
 from .hub import BadCheckpoint, ModelNotFound, load_weights, shipped_root
 
 DEFAULT_FEATURE_NET = "fd-fmnist-classifier"

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from .config import MASKED_KINDS
-from .data import InputError, make_grid
+from .data import InputError
+from .files import make_grid
 from .images import to_uint8
 
 if TYPE_CHECKING:

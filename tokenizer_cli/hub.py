@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 from safetensors import SafetensorError
 
 from .config import ConfigError, ModelConfig, to_dict
-from .data import atomic_write, current_umask
+from .files import atomic_write, current_umask
 
 if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --help` starts without torch
     import torch
@@ -269,7 +269,7 @@ def push_folder(folder: Path, repo_id: str, private: bool = False, revision: str
 # What `mvq train`, `mvq eval` and scripts/compare.py write into a model folder; anything else is the user's.
 MODEL_ENTRIES = frozenset({"config.json", "tokenizer.safetensors", "prior.safetensors", "README.md", "checkpoints",
                            "checkpoints-prior", "eval.json"})
-ATOMIC_TEMP = re.compile(r"^\..+\.tmp-\d+$")  # data.atomic_write's temp files, left by a kill
+ATOMIC_TEMP = re.compile(r"^\..+\.tmp-\d+$")  # files.atomic_write's temp files, left by a kill
 
 
 def is_model_folder(folder: Path) -> bool:

@@ -10,7 +10,6 @@ of its config and weights) so they are not decoded by another one by mistake.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
 import json
 import os
@@ -21,10 +20,7 @@ from typing import Any
 import numpy as np
 
 from tokenizer_cli.data import InputError
-
-
-class OutputExistsError(InputError, FileExistsError):
-    """An output file exists and overwriting was not allowed."""
+from tokenizer_cli.files import publish_together
 
 
 def smallest_dtype(vocab_size: int) -> np.dtype:
@@ -111,39 +107,6 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
-
-
-def publish_together(files: dict[Path, bytes], overwrite: bool, remove: list[Path] = ()) -> None:
-    """Write every file to a temp beside it (fsynced), then, holding a lock on the folder, check that none
-    exists (unless overwrite) and rename them all in order. Two concurrent writers cannot interleave: the
-    second either waits and is refused, or (with overwrite) replaces the whole set."""
-    folder = next(iter(files)).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    temps: dict[Path, Path] = {}
-    try:
-        for target, blob in files.items():
-            tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-            temps[target] = tmp
-            with open(tmp, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-        lock = os.open(folder, os.O_RDONLY)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not overwrite:
-                for target in files:
-                    if target.exists():
-                        raise OutputExistsError(f"{target}: already exists (pass --overwrite to replace it)")
-            for target, tmp in temps.items():
-                os.replace(tmp, target)
-            for extra in remove:
-                extra.unlink(missing_ok=True)
-        finally:
-            os.close(lock)  # releases the lock
-    finally:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
 
 
 def load_tokens(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any] | None]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ..data import atomic_write
+from ..files import atomic_write
 from ..hub import load_pipeline, read_config, shipped_models, shipped_root
 from .common import DeviceOpt, JsonOpt, console, fail, pick_device, stdout_console
 

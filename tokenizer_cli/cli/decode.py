@@ -8,7 +8,7 @@ from typing import Annotated, Iterable
 import numpy as np
 import typer
 
-from .. import data as data_io
+from .. import files
 from ..hub import load_pipeline
 from ..tokenfile import read_token_file
 from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, MaskSamplingOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt,
@@ -46,7 +46,7 @@ def decode(
         fail(f"{out_dir} exists and is not a folder")
     if out_dir is not None and out_dir.is_dir() and any(out_dir.glob("*.png")) and not overwrite:
         fail(f"{out_dir} already holds PNG files (pass --overwrite to replace them)")
-    data_io.check_writable(grid, folders=[out_dir])
+    files.check_writable(grid, folders=[out_dir])
     dev = pick_device(device)
     pipe = load_pipeline(model, dev)
     tok = pipe.tokenizer
@@ -73,7 +73,7 @@ def write_images(batches: Iterable[np.ndarray], out_dir: Path | None, grid: Path
     for batch in batches:
         if out_dir is not None:
             for img in batch:
-                data_io.save_png(img, out_dir / f"{count:0{width}d}.png")
+                files.save_png(img, out_dir / f"{count:0{width}d}.png")
                 count += 1
         else:
             count += len(batch)
@@ -82,7 +82,7 @@ def write_images(batches: Iterable[np.ndarray], out_dir: Path | None, grid: Path
     if out_dir is not None:
         console.print(f"wrote {count} PNGs to {out_dir}")
     if grid is not None and sheet:
-        data_io.save_png(data_io.make_grid(np.concatenate(sheet)), grid)
+        files.save_png(files.make_grid(np.concatenate(sheet)), grid)
         note = f" (the first {GRID_LIMIT} of {count})" if count > GRID_LIMIT else ""
         console.print(f"wrote {grid}{note}")
     return count

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import data as data_io
+from .. import files
 from ..hub import load_pipeline
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
 from .common import DEFAULT_MODEL, BatchOpt, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, pick_device, progress_bar
@@ -43,7 +44,7 @@ def encode(
     if out.suffix != ".npy":
         fail(f"the last argument is the output and must end in .npy, got {out_name!r}")
     refuse_existing([out, manifest_path(out), masks_path(out)], overwrite)
-    data_io.check_writable(out, manifest_path(out), masks_path(out))
+    files.check_writable(out, manifest_path(out), masks_path(out))
     dev = pick_device(device)
     pipe = load_pipeline(model, dev)
     tok = pipe.tokenizer

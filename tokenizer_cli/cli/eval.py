@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import data as data_io
+from .. import files
 from ..config import to_dict
 from ..datasets import FASHION
 from ..hub import load_pipeline
@@ -45,13 +46,13 @@ def eval_cmd(
     from ..hub import update_records
 
     dev = pick_device(device)
-    data_io.check_writable(json_out)
+    files.check_writable(json_out)
     pipe = load_pipeline(model, dev)
     skip_reason = None if no_write else why_not_recorded(model, pipe.folder, limit)
     write_into = not no_write and skip_reason is None
     if write_into:
         try:
-            data_io.check_writable(folders=[pipe.folder])
+            files.check_writable(folders=[pipe.folder])
         except data_io.InputError as err:
             fail(f"{err}: the results could not be written into the model folder; pass --no-write to only "
                  "print them")
@@ -66,7 +67,7 @@ def eval_cmd(
     if json_out is not None:
         report = {"model": model, "folder": str(pipe.folder), **to_dict(result),
                   "written_to": str(pipe.folder / "config.json") if write_into else None}
-        data_io.atomic_write(json_out, lambda p: Path(p).write_text(json.dumps(report, indent=2) + "\n"))
+        files.atomic_write(json_out, lambda p: Path(p).write_text(json.dumps(report, indent=2) + "\n"))
         console.print(f"wrote {json_out}")
     if write_into:
         try:

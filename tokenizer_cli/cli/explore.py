@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import data as data_io
+from .. import files
 from ..hub import load_pipeline
 from .common import DEFAULT_MODEL, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, pick_device
 from .encode import refuse_existing
@@ -31,7 +32,7 @@ def explore(
     import torch
 
     refuse_existing([out], overwrite)
-    data_io.check_writable(out)
+    files.check_writable(out)
     blends = [_mask_pair(spec) for spec in blend or []]
     pipe = load_pipeline(model, pick_device(device))
     cfg = pipe.tokenizer.cfg
@@ -39,7 +40,7 @@ def explore(
     if image is not None:
         reference = torch.from_numpy(data_io.load_image(image, cfg.image_size, cfg.channels))[None]
     grid = pipe.explore(code, reference, blends, steps, draws)
-    data_io.save_png(grid, out)
+    files.save_png(grid, out)
     q = pipe.tokenizer.quantizer
     console.print(f"wrote {out}: code {code} under {q.num_masks} masks at each of {cfg.tokens} positions"
                   + (f", {len(blends)} blend rows" if blends else ""))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .. import data as data_io
+from .. import files
 from ..hub import load_pipeline
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
 from .common import (DEFAULT_MODEL, DeviceOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, SeedOpt,
@@ -51,7 +51,7 @@ def sample(
     refuse_existing([out] + tokens_files, overwrite)
     if images_dir is not None and images_dir.is_dir() and any(images_dir.glob("*.png")) and not overwrite:
         fail(f"{images_dir} already holds PNG files (pass --overwrite to replace them)")
-    data_io.check_writable(out, *tokens_files, folders=[images_dir])
+    files.check_writable(out, *tokens_files, folders=[images_dir])
     dev = pick_device(device)
     if dev.type == "cpu" and n <= 256:  # small ops: waking a second thread costs more than it saves
         torch.set_num_threads(1)

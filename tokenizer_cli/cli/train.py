@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .. import data as data_io
+from .. import files
 from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
 from ..datasets import FASHION, load_images
 from ..hub import ATOMIC_TEMP, MODEL_ENTRIES, is_model_folder, read_config, save_pipeline, swap_in
@@ -48,7 +48,7 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
 
     if out.exists() and not out.is_dir():
         fail(f"{out} exists and is not a folder")
-    data_io.check_writable(folders=[out, out.parent])  # the folder itself, and its parent for the final swap
+    files.check_writable(folders=[out, out.parent])  # the folder itself, and its parent for the final swap
     entries = sorted(e.name for e in out.iterdir()) if out.is_dir() else []
     ckpt = latest_checkpoint(out / "checkpoints")
     if resume:
@@ -157,7 +157,7 @@ def _check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) 
     """An existing prior is replaced only with --overwrite; --resume needs a checkpoint to resume from."""
     from ..checkpoint import latest_checkpoint
 
-    data_io.check_writable(folders=[model])
+    files.check_writable(folders=[model])
     ckpt = latest_checkpoint(run_dir)
     if resume:
         if ckpt is None:

@@ -1,0 +1,94 @@
+"""The typed model folder (config.ModelConfig) and the library functions under `mvq eval` and `mvq explore`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_prior, tiny_tokenizer
+from tokenizer_cli import Pipeline
+from tokenizer_cli.classifier import Classifier, ClassifierConfig, save_classifier
+from tokenizer_cli.config import (ConfigError, EvalResult, ModelConfig, ReconstructionMetrics, TrainingRecord,
+                                  to_dict)
+from tokenizer_cli.data import InputError
+from tokenizer_cli.hub import BadCheckpoint, read_config, save_pipeline, update_records
+
+
+def test_model_config_round_trips_every_record(model_with_prior):
+    cfg = read_config(model_with_prior)
+    cfg.training = TrainingRecord(steps=10, lr=1e-3, data="fashion-mnist", loss_history=[[10, 0.5]])
+    cfg.metrics = ReconstructionMetrics(images=4, mse=0.1, eval_data="x (4 images)")
+    cfg.eval = EvalResult(recon_fd=1.5, generation_fd=None, images=4)
+    again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.prior.vocab_size == again.tokenizer.quantizer.vocab_size
+    assert again.to_dict()["mvq_format"] == 2 and "prior_training" not in again.to_dict()
+
+
+@pytest.mark.parametrize("section, value, message", [
+    ("eval", {"generation_fd": "low"}, "eval.generation_fd must be float"),
+    ("metrics", {"images": 2.5}, "metrics.images must be int"),
+    ("training", {"steps": True}, "training.steps must be int"),
+    ("eval", {"recon_fd": float("nan")}, "must be finite"),
+    ("eval", [1, 2], "eval must be a JSON object"),
+])
+def test_bad_records_fail_with_the_field_named(model_dir, section, value, message):
+    raw = json.loads((model_dir / "config.json").read_text())
+    raw[section] = value
+    (model_dir / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(BadCheckpoint, match=message):
+        read_config(model_dir)
+    with pytest.raises(ConfigError):
+        ModelConfig.from_dict(raw)
+
+
+def test_a_prior_of_another_tokenizer_is_refused(model_with_prior):
+    raw = json.loads((model_with_prior / "config.json").read_text())
+    raw["prior"]["vocab_size"] += 1
+    with pytest.raises(ConfigError, match="prior models 2 tokens of a 5-word vocabulary"):
+        ModelConfig.from_dict(raw)
+
+
+def test_update_records_keeps_the_rest_and_rewrites_the_card(model_with_prior):
+    before = read_config(model_with_prior)
+    update_records(model_with_prior, eval=EvalResult(generation_fd=12.25, images=7))
+    after = read_config(model_with_prior)
+    assert after.eval.generation_fd == 12.25 and after.tokenizer == before.tokenizer and after.prior == before.prior
+    assert "12.25" in (model_with_prior / "README.md").read_text()
+
+
+@pytest.fixture
+def feature_net(tmp_path):
+    torch.manual_seed(0)
+    return save_classifier(tmp_path / "fnet", Classifier(ClassifierConfig(width=4)),
+                           {"test_accuracy": 0.5, "fd_train_vs_test": 0.25})
+
+
+def test_pipeline_evaluate_measures_without_writing(model_with_prior, image_dir, feature_net):
+    before = (model_with_prior / "config.json").read_bytes()
+    pipe = Pipeline.from_pretrained(model_with_prior, device="cpu")
+    result = pipe.evaluate(data=str(image_dir), feature_net=str(feature_net), batch_size=3)
+    assert isinstance(result, EvalResult) and result.images == 4 and result.eval_data == f"{image_dir} (4 images)"
+    assert result.generation_fd is not None and result.generation_fd >= 0 and result.recon_fd >= 0
+    assert 0 <= result.mse and result.fd_train_vs_test == 0.25 and result.seed == 0
+    assert (model_with_prior / "config.json").read_bytes() == before
+    again = pipe.evaluate(data=str(image_dir), feature_net=str(feature_net), batch_size=3)
+    assert to_dict(again) | {"seconds": 0} == to_dict(result) | {"seconds": 0}  # seeded: the same numbers
+
+
+def test_pipeline_explore_grid_has_a_row_per_position_and_a_column_per_mask(tmp_path):
+    save_pipeline(tmp_path / "m", tiny_tokenizer("mvq-joint"))
+    pipe = Pipeline.from_pretrained(tmp_path / "m", device="cpu")
+    grid = pipe.explore(code=1, draws=0)
+    masks, rows, pad = pipe.tokenizer.quantizer.num_masks, pipe.tokenizer.tokens_per_image, 2
+    assert grid.dtype == np.uint8 and grid.shape == (rows * (28 + pad) + pad, masks * (28 + pad) + pad)
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8))
+    assert not np.array_equal(pipe.explore(code=1, image=picture, draws=0), grid)  # another reference image
+    with pytest.raises(InputError, match="code must be in 0..3"):
+        pipe.explore(code=4)
+    save_pipeline(tmp_path / "vq", tiny_tokenizer("vq"), tiny_prior(4, 2))
+    with pytest.raises(InputError, match="not an MVQ model"):
+        Pipeline.from_pretrained(tmp_path / "vq", device="cpu").explore(code=0)

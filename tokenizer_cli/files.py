@@ -1,0 +1,151 @@
+"""Writing files: atomically (a temp file beside the target, fsync, rename), PNGs and contact sheets, and the
+check, before any work, that outputs can be written at all."""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .data import InputError
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """An output file exists and overwriting was not allowed."""
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file (or a folder's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) -> None:
+    """Call `writer(tmp)` on a temp file beside `path`, fsync it, then rename it over `path`."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"  # same dir so os.replace is atomic; hidden
+    try:
+        writer(str(tmp))
+        os.chmod(tmp, 0o666 & ~current_umask())  # as readable as a file written in place (some writers make 0600)
+        fsync_path(tmp)  # data on disk before the rename makes it visible
+        os.replace(tmp, target)
+    except BaseException as err:  # KeyboardInterrupt too: never leave a temp file behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(target)  # a failed write (disk full) names the file it was for
+        raise
+
+
+def _writable_dir(folder: Path, path: Path) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        why = "read-only file system" if read_only else "permission denied"
+        where = "" if folder == path else f" in {folder}"
+        raise InputError(f"{path}: cannot write{where} ({why})")
+
+
+def check_writable(*files: str | os.PathLike[str] | None, folders: Sequence[str | os.PathLike[str] | None] = ()) -> None:
+    """Refuse, before any work, outputs that cannot be written: one InputError line naming the path.
+
+    `files` are output files (replaced by a rename in their folder), `folders` output folders (files are
+    written into them); None entries are skipped. Missing folders are fine when their nearest existing
+    ancestor is a writable folder (they are created), so are existing outputs (the --overwrite check is
+    the caller's).
+    """
+    for raw, is_folder in [(f, False) for f in files] + [(f, True) for f in folders]:
+        if raw is None:
+            continue
+        path = Path(raw)
+        if path.is_dir() and not is_folder:
+            raise InputError(f"{path}: is a folder, not a file")
+        if path.exists() and not path.is_dir() and is_folder:
+            raise InputError(f"{path}: exists and is not a folder")
+        ancestor = path if is_folder else path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            if os.path.lexists(ancestor):  # a dangling symlink or a loop
+                raise InputError(f"{path}: {ancestor} is a broken link")
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise InputError(f"{path}: {ancestor} is a file, not a folder")
+        _writable_dir(ancestor, path)
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Write a uint8 (H, W), (H, W, 1) or (H, W, 3) array as a PNG, atomically."""
+    arr = np.asarray(array)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"save_png needs uint8 pixels, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    img = Image.fromarray(arr)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))  # format explicit: the temp name has no suffix
+
+
+def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.ndarray:
+    """Contact sheet of uint8 (N, H, W[, C]) images; tiles separated and framed by `pad` WHITE pixels.
+
+    White because Fashion-MNIST tiles have black backgrounds, so white gaps keep them apart.
+    """
+    imgs = np.asarray(images)
+    if imgs.ndim not in (3, 4) or imgs.shape[0] == 0:
+        raise ValueError(f"make_grid needs a non-empty (N, H, W[, C]) array, got shape {imgs.shape}")
+    n, h, w = imgs.shape[:3]
+    ncols = max(1, min(ncols or math.ceil(math.sqrt(n)), n))
+    nrows = math.ceil(n / ncols)
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, *imgs.shape[3:]), 255, dtype=np.uint8)
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        grid[y : y + h, x : x + w] = img
+    return grid
+
+
+def publish_together(files: dict[Path, bytes], overwrite: bool, remove: list[Path] = ()) -> None:
+    """Write every file to a temp beside it (fsynced), then, holding a lock on the folder, check that none
+    exists (unless overwrite) and rename them all in order. Two concurrent writers cannot interleave: the
+    second either waits and is refused, or (with overwrite) replaces the whole set."""
+    folder = next(iter(files)).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    temps: dict[Path, Path] = {}
+    try:
+        for target, blob in files.items():
+            tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+            temps[target] = tmp
+            with open(tmp, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+        lock = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not overwrite:
+                for target in files:
+                    if target.exists():
+                        raise OutputExistsError(f"{target}: already exists (pass --overwrite to replace it)")
+            for target, tmp in temps.items():
+                os.replace(tmp, target)
+            for extra in remove:
+                extra.unlink(missing_ok=True)
+        finally:
+            os.close(lock)  # releases the lock
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
