@@ -7,6 +7,7 @@ the data position after a resume is a function of (seed, step) alone.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,10 @@ import torch.nn.functional as F
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainingRecord, to_dict
+from .data import InputError
 from .datasets import FASHION, fashion_labels, load_images
+from .files import check_writable
+from .hub import ATOMIC_TEMP, MODEL_ENTRIES, is_model_folder, read_config
 from .images import to_float
 from .models.prior import sequence_loss
 from .progress import Progress, no_progress
@@ -157,6 +161,55 @@ def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: Train
 
     return _run(prior, step_loss, len(data), cfg, Path(run_dir), "prior", device, resume, on_step,
                 {"kind": "prior"})
+
+
+def resume_step(run_dir: Path, resume: bool) -> int:
+    """Where a resumed run will start, so the progress bar starts there too."""
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    return int(ckpt.name.split("-")[1]) if ckpt else 0
+
+
+def check_tokenizer_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is written or deleted, an OUT this run must not replace or cannot write."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder")
+    check_writable(folders=[out, out.parent])  # the folder itself, and its parent for the final swap
+    entries = sorted(e.name for e in out.iterdir()) if out.is_dir() else []
+    ckpt = latest_checkpoint(out / "checkpoints")
+    if resume:
+        if ckpt is None:
+            raise InputError(f"{out}: nothing to resume (no checkpoint in {out / 'checkpoints'}); "
+                             + ("pass --overwrite to train it again from the start" if entries else "train without --resume"))
+        return
+    if not entries:
+        return
+    if not overwrite:
+        raise InputError(f"{out} exists and is not empty: pass --resume to continue training or --overwrite to "
+                         "replace it")
+    foreign = [name for name in entries if name not in MODEL_ENTRIES and not ATOMIC_TEMP.match(name)]
+    if foreign or not (is_model_folder(out) or ckpt is not None):
+        why = (f"it holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}" if foreign
+               else "no config.json with mvq_format")
+        raise InputError(f"{out} is not a model folder written by mvq ({why}): --overwrite only replaces model "
+                         "folders, so nothing was touched; name another output folder")
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # an older run's state must not mix with this one's
+
+
+def check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """An existing prior is replaced only with --overwrite; --resume needs a checkpoint to resume from. A run that
+    starts afresh removes an older run's checkpoints, so their state cannot mix with this one's."""
+    check_writable(folders=[model])
+    ckpt = latest_checkpoint(run_dir)
+    if resume:
+        if ckpt is None:
+            raise InputError(f"{model}: nothing to resume (no checkpoint in {run_dir}); train without --resume")
+        return
+    if not overwrite and (read_config(model).prior is not None or (model / "prior.safetensors").exists()):
+        raise InputError(f"{model} already has a prior (prior.safetensors): pass --overwrite to replace it")
+    if not overwrite and ckpt is not None:
+        raise InputError(f"{model} holds an interrupted prior run ({ckpt}): pass --resume to continue it or "
+                         "--overwrite to start again")
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def training_record(cfg: TrainConfig, result: dict, data: str, device: torch.device | str,

@@ -10,10 +10,9 @@ from typing import Annotated
 
 import typer
 
-from .. import files
 from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
 from ..datasets import FASHION, load_images
-from ..hub import ATOMIC_TEMP, MODEL_ENTRIES, is_model_folder, read_config, save_pipeline, swap_in
+from ..hub import save_pipeline, swap_in
 from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, one_of, pick_device, progress_bar
 
 app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
@@ -32,41 +31,6 @@ def _levels(text: str) -> list[int]:
         return [int(x) for x in text.split(",")]
     except ValueError:
         fail(f"--levels takes integers separated by commas, like 8,6,5; got {text!r}")
-
-
-def _resume_step(run_dir: Path, resume: bool) -> int:
-    """Where a resumed run will start, so the progress bar starts there too."""
-    from ..checkpoint import latest_checkpoint
-
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    return int(ckpt.name.split("-")[1]) if ckpt else 0
-
-
-def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse, before anything is written or deleted, an OUT this run must not replace or cannot write."""
-    from ..checkpoint import latest_checkpoint
-
-    if out.exists() and not out.is_dir():
-        fail(f"{out} exists and is not a folder")
-    files.check_writable(folders=[out, out.parent])  # the folder itself, and its parent for the final swap
-    entries = sorted(e.name for e in out.iterdir()) if out.is_dir() else []
-    ckpt = latest_checkpoint(out / "checkpoints")
-    if resume:
-        if ckpt is None:
-            fail(f"{out}: nothing to resume (no checkpoint in {out / 'checkpoints'}); "
-                 + ("pass --overwrite to train it again from the start" if entries else "train without --resume"))
-        return
-    if not entries:
-        return
-    if not overwrite:
-        fail(f"{out} exists and is not empty: pass --resume to continue training or --overwrite to replace it")
-    foreign = [name for name in entries if name not in MODEL_ENTRIES and not ATOMIC_TEMP.match(name)]
-    if foreign or not (is_model_folder(out) or ckpt is not None):
-        why = (f"it holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}" if foreign
-               else "no config.json with mvq_format")
-        fail(f"{out} is not a model folder written by mvq ({why}): --overwrite only replaces model folders, "
-             "so nothing was touched; name another output folder")
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # an older run's state must not mix with this one's
 
 
 @app.command("tokenizer", no_args_is_help=True)
@@ -108,7 +72,7 @@ def tokenizer(
     from .. import distributed
     from ..models import Tokenizer
     from ..evaluate import held_out_metrics
-    from ..train import TrainConfig, train_tokenizer, training_record
+    from ..train import TrainConfig, check_tokenizer_out, resume_step, train_tokenizer, training_record
 
     # Every option and the data are checked before OUT is looked at: a bad one leaves OUT untouched.
     dev = distributed.setup(pick_device(device))
@@ -126,7 +90,7 @@ def tokenizer(
         fail(str(err))
     images = load_images(data, "train", image_size, channels, progress=progress_bar)
     if distributed.is_main():
-        _check_out(out, resume, overwrite)
+        check_tokenizer_out(out, resume, overwrite)
     distributed.barrier()
     tcfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                        precision=precision)
@@ -135,7 +99,7 @@ def tokenizer(
                       f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(images):,} images, "
                       f"{dev} x {distributed.world_size()}")
     run_dir = out / "checkpoints"
-    with progress_bar("train tokenizer", steps, _resume_step(run_dir, resume)) as bar:
+    with progress_bar("train tokenizer", steps, resume_step(run_dir, resume)) as bar:
         try:
             result = train_tokenizer(model, images, tcfg, run_dir, dev, resume=resume,
                                      on_step=lambda step, s: bar.advance(mse=s["mse"], usage=s["usage"]))
@@ -151,25 +115,6 @@ def tokenizer(
     console.print(f"wrote {out}: MSE {metrics.mse:.4f} on {metrics.eval_data}, PSNR {metrics.psnr:.2f} dB, "
                   f"{metrics.tokens_used}/{model.vocab_size} tokens used")
     distributed.cleanup()
-
-
-def _check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """An existing prior is replaced only with --overwrite; --resume needs a checkpoint to resume from."""
-    from ..checkpoint import latest_checkpoint
-
-    files.check_writable(folders=[model])
-    ckpt = latest_checkpoint(run_dir)
-    if resume:
-        if ckpt is None:
-            fail(f"{model}: nothing to resume (no checkpoint in {run_dir}); train without --resume")
-        return
-    if overwrite:
-        return
-    if read_config(model).prior is not None or (model / "prior.safetensors").exists():
-        fail(f"{model} already has a prior (prior.safetensors): pass --overwrite to replace it")
-    if ckpt is not None:
-        fail(f"{model} holds an interrupted prior run ({ckpt}): pass --resume to continue it or --overwrite "
-             "to start again")
 
 
 @app.command("prior", no_args_is_help=True)
@@ -202,7 +147,8 @@ def prior(
     from ..config import PriorConfig
     from ..hub import load_pipeline
     from ..models.prior import Prior
-    from ..train import TrainConfig, prior_training_data, train_prior, training_record
+    from ..train import (TrainConfig, check_prior_out, prior_training_data, resume_step, train_prior,
+                         training_record)
 
     dev = distributed.setup(pick_device(device))
     if not (model / "config.json").is_file():
@@ -211,7 +157,7 @@ def prior(
         fail(f"--width {n_embd} must be a multiple of --heads {n_head}")
     run_dir = model / "checkpoints-prior"
     if distributed.is_main():
-        _check_prior_out(model, run_dir, resume, overwrite)
+        check_prior_out(model, run_dir, resume, overwrite)  # without --resume, an older run's state goes
     distributed.barrier()
     pipe = load_pipeline(str(model), dev, load_prior=False)  # the old prior is replaced, or its file may be gone
     tok = pipe.tokenizer
@@ -225,13 +171,10 @@ def prior(
                        precision=precision)
     if distributed.is_main():
         console.print(f"training prior: {net.num_parameters():,} parameters over {len(ids):,} sequences of "
-                  f"{pcfg.tokens} tokens (vocabulary {pcfg.vocab_size}"
+                      f"{pcfg.tokens} tokens (vocabulary {pcfg.vocab_size}"
                       + (f", and a head for their {pcfg.num_masks} masks" if pcfg.num_masks else "")
                       + f"), {dev} x {distributed.world_size()}")
-    if not resume and distributed.is_main():
-        shutil.rmtree(run_dir, ignore_errors=True)  # an older run's state must not mix with this one's
-    distributed.barrier()
-    with progress_bar("train prior", steps, _resume_step(run_dir, resume)) as bar:
+    with progress_bar("train prior", steps, resume_step(run_dir, resume)) as bar:
         result = train_prior(net, ids, labels, tcfg, run_dir, dev, resume=resume,
                              on_step=lambda step, s: bar.advance(loss=s["loss"]), masks=masks)
     if not distributed.is_main():  # rank 0 alone writes the model folder
