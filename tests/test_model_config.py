@@ -92,3 +92,10 @@ def test_pipeline_explore_grid_has_a_row_per_position_and_a_column_per_mask(tmp_
     save_pipeline(tmp_path / "vq", tiny_tokenizer("vq"), tiny_prior(4, 2))
     with pytest.raises(InputError, match="not an MVQ model"):
         Pipeline.from_pretrained(tmp_path / "vq", device="cpu").explore(code=0)
+
+
+def test_empty_sections_read_as_absent(model_with_prior):
+    raw = json.loads((model_with_prior / "config.json").read_text())
+    raw.update(prior={}, eval={}, metrics=None)
+    cfg = ModelConfig.from_dict(raw)
+    assert cfg.prior is None and cfg.eval is None and cfg.metrics is None

@@ -279,8 +279,8 @@ class ModelConfig:
         if unknown:
             warnings.warn(f"config.json: ignoring unknown sections {', '.join(unknown)}", stacklevel=2)
 
-        def section(cls_, key: str):
-            return _from_dict(cls_, d[key], key) if d.get(key) is not None else None
+        def section(cls_, key: str):  # absent, null or {}: no such section (as older folders wrote them)
+            return _from_dict(cls_, d[key], key) if d.get(key) not in (None, {}) else None
 
         cfg = cls(tokenizer=tokenizer_config_from_dict(d["tokenizer"], version),
                   prior=section(PriorConfig, "prior"), training=section(TrainingRecord, "training"),
