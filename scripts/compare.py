@@ -79,6 +79,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", help="--device of every mvq command")
     ap.add_argument("--bench-repeats", type=int, default=5, help="--repeats of `mvq benchmark`")
     ap.add_argument("--no-benchmark", action="store_true", help="do not time sampling")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train and evaluate nothing: time and report the runs finished so far (others are listed "
+                         "as missing)")
     ap.add_argument("--adopt", type=Path, nargs="+", default=[], metavar="FOLDER",
                     help="finished model folders (e.g. weights/*) to copy into the runs whose settings they match")
     ap.add_argument("--dry-run", action="store_true", help="print the commands (and what would be skipped), run nothing")
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     adopt(st, runs, args.adopt, args.dry_run)
-    failed = [f"{spec.name}-s{seed}" for spec, seed in runs if not run_one(st, spec, seed, args.dry_run)]
+    failed = [] if args.report_only else [f"{spec.name}-s{seed}" for spec, seed in runs
+                                          if not run_one(st, spec, seed, args.dry_run)]
     if not args.no_benchmark and not benchmark(st, specs, runs, args.dry_run):
         failed.append("benchmark")
     if args.dry_run:

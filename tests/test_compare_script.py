@@ -130,6 +130,10 @@ def test_dry_run_only_resume_skip_and_conflicts(compare, tmp_path):
     assert "tokenizer" not in plan["mvq-k4g4-t2-s0"] and "mvq-k4g4-t2-s0: tokenizer complete, skipped" in res.stdout
     assert options(plan["mvq-k4g4-t2-s0"]["eval"])["--limit"] == "50"
 
+    res = dry_run("--out", str(out), "--only", "vq-k60-t2", "mvq-k4g4-*", "--report-only")
+    assert res.returncode == 0, res.stderr
+    assert not {"tokenizer", "prior", "eval"} & {k for runs in planned(res.stdout).values() for k in runs}
+
     res = dry_run("--out", str(out), "--only", "mvq-k4g4-t2", "--steps", "3")  # done with 1500 steps
     assert res.returncode == 2 and "steps 1500 (asked: 3)" in res.stderr
     res = dry_run("--out", str(out), "--only", "nonesuch")
