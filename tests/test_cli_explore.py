@@ -34,9 +34,9 @@ def test_explore_rejects_non_mvq_and_bad_codes(runner, tmp_path):
     assert res.exit_code == 1 and "not an MVQ model" in res.stderr
     save_pipeline(tmp_path / "mvq", tiny_tokenizer("mvq"))
     res = runner.invoke(app, ["explore", "--model", str(tmp_path / "mvq"), "--code", "9", "--out", str(tmp_path / "e.png")])
-    assert res.exit_code == 1 and "code must be in 0..3" in res.stderr
+    assert res.exit_code == 1 and "--code: must be in 0..3" in res.stderr
     res = runner.invoke(app, ["explore", "--model", str(tmp_path / "mvq"), "--blend", "0,7", "--out", str(tmp_path / "e.png")])
-    assert res.exit_code == 1 and "blend mask ids must be in" in res.stderr
+    assert res.exit_code == 1 and "--blend: mask ids must be in" in res.stderr
 
 
 def test_explore_of_sampled_masks_adds_a_row_of_drawn_masks(runner, model_dir, tmp_path):

@@ -176,15 +176,19 @@ _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "list": (list,), 
 
 
 def _check_record(record: Any, where: str) -> None:
-    """Each field of a record holds its annotated type (or None): a hand-edited config.json fails here."""
+    """Each field of a record holds its annotated type (or None): a hand-edited config.json fails here. A
+    non-finite number (a diverged run wrote NaN) becomes None with a warning: a record is informational and
+    must not make the model unloadable."""
     for f in dataclasses.fields(record):
         value = getattr(record, f.name)
-        allowed = tuple(t for name in str(f.type).split("|") for t in _TYPES[name.strip()])
-        if value is None or (isinstance(value, allowed) and not isinstance(value, bool)):
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{where}.{f.name} must be finite, got {value!r}")
-            continue
-        raise ConfigError(f"{where}.{f.name} must be {str(f.type).replace(' | None', '')}, got {value!r}")
+        names = [name.strip() for name in str(f.type).split("|")]
+        allowed = tuple(t for name in names for t in _TYPES.get(name, (object,)))
+        if isinstance(value, float) and not math.isfinite(value):
+            warnings.warn(f"{where}.{f.name} is {value!r}: read as unknown (None)", stacklevel=3)
+            setattr(record, f.name, None)
+        elif value is not None and (not isinstance(value, allowed) or isinstance(value, bool)):
+            raise ConfigError(f"{where}.{f.name} must be {' or '.join(n for n in names if n != 'None')}, "
+                              f"got {value!r}")
 
 
 @dataclass
@@ -205,11 +209,8 @@ class TrainingRecord:
     device: str | None = None
     resumed_from: int | None = None  # step the run resumed from (0: from scratch)
     processes: int | None = None  # data-parallel processes
-    final_loss: float | None = None  # prior: nats per token at the last step
+    final_loss: float | None = None  # prior only: nats per token at the last step
     loss_history: list | None = None  # [step, loss] pairs, about 100 per run
-
-    def __post_init__(self) -> None:
-        _check_record(self, "training")
 
 
 @dataclass
@@ -223,9 +224,6 @@ class ReconstructionMetrics:
     tokens_used: int | None = None
     perplexity: float | None = None
     eval_data: str | None = None  # a description of the images
-
-    def __post_init__(self) -> None:
-        _check_record(self, "metrics")
 
 
 @dataclass
@@ -251,9 +249,6 @@ class EvalResult:
     seconds: float | None = None
     command: str | None = None
 
-    def __post_init__(self) -> None:
-        _check_record(self, "eval")
-
 
 @dataclass
 class ModelConfig:
@@ -266,6 +261,7 @@ class ModelConfig:
     metrics: ReconstructionMetrics | None = None
     eval: EvalResult | None = None
     format_version: int = FORMAT_VERSION  # the format the file was written in (it is written in today's)
+    other: dict = field(default_factory=dict)  # sections this mvq does not know (a user's, a newer mvq's): kept
 
     @classmethod
     def from_dict(cls, d: Any) -> ModelConfig:
@@ -275,23 +271,27 @@ class ModelConfig:
         version = d.get("mvq_format", 1)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise ConfigError(f"mvq_format must be a positive integer, got {version!r}")
-        unknown = sorted(set(d) - {"mvq_format", *(f.name for f in dataclasses.fields(cls))} - {"format_version"})
-        if unknown:
-            warnings.warn(f"config.json: ignoring unknown sections {', '.join(unknown)}", stacklevel=2)
+        known = {"mvq_format"} | {f.name for f in dataclasses.fields(cls)} - {"format_version", "other"}
+        other = {k: v for k, v in d.items() if k not in known}
 
         def section(cls_, key: str):  # absent, null or {}: no such section (as older folders wrote them)
-            return _from_dict(cls_, d[key], key) if d.get(key) not in (None, {}) else None
+            if d.get(key) in (None, {}):
+                return None
+            return _from_dict(cls_, d[key], key)
 
         cfg = cls(tokenizer=tokenizer_config_from_dict(d["tokenizer"], version),
                   prior=section(PriorConfig, "prior"), training=section(TrainingRecord, "training"),
                   prior_training=section(TrainingRecord, "prior_training"),
                   metrics=section(ReconstructionMetrics, "metrics"), eval=section(EvalResult, "eval"),
-                  format_version=version)
+                  format_version=version, other=other)
         cfg.check()
         return cfg
 
     def check(self) -> None:
-        """The prior must model this tokenizer's tokens (and masks)."""
+        """Every record holds its fields' types, and the prior models this tokenizer's tokens (and masks)."""
+        for key in ("training", "prior_training", "metrics", "eval"):
+            if getattr(self, key) is not None:
+                _check_record(getattr(self, key), key)
         t, p = self.tokenizer, self.prior
         if p is None:
             return
@@ -304,7 +304,10 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         """config.json as written (format FORMAT_VERSION); records absent are left out, a missing prior is null."""
-        d: dict[str, Any] = {"mvq_format": FORMAT_VERSION, "tokenizer": to_dict(self.tokenizer),
+        if self.format_version > FORMAT_VERSION:
+            raise ConfigError(f"config.json was written by a newer mvq (format {self.format_version}, this one "
+                              f"writes {FORMAT_VERSION}): it is not rewritten, so nothing of it is lost")
+        d: dict[str, Any] = {**self.other, "mvq_format": FORMAT_VERSION, "tokenizer": to_dict(self.tokenizer),
                              "prior": to_dict(self.prior) if self.prior is not None else None}
         for key in ("training", "prior_training", "metrics", "eval"):
             if getattr(self, key) is not None:

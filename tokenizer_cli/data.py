@@ -35,6 +35,15 @@ class InputError(Exception):
     """Bad user input; the message is one line naming the file and the reason."""
 
 
+class BadArgument(InputError):
+    """An argument out of its range or at odds with another: `name` is the parameter, so the CLI can name
+    its option (--name) and Python callers the keyword."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name, self.message = name, message
+
+
 # ---------------------------------------------------------------- IDX (MNIST / Fashion-MNIST)
 
 

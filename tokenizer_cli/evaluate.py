@@ -128,12 +128,15 @@ def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = N
         seconds=round(time.perf_counter() - t0, 1), command=command)
 
 
-def why_not_recorded(model: str, folder: Path | None, limit: int | None) -> str | None:
+def why_not_recorded(model: str, pipe: Pipeline, limit: int | None) -> str | None:
     """Why an evaluation must not go into the model folder, or None when it may: only a local folder the user
-    named, never the installed package data or a Hub cache snapshot, and only measurements of the whole data."""
+    named, never the installed package data or a Hub cache snapshot, nor a folder a newer mvq wrote, and only
+    measurements of the whole data."""
+    from .config import FORMAT_VERSION
     from .hub import shipped_root
 
     keep = "use --json to keep these results"
+    folder = pipe.folder
     if folder is None:
         return "the model was not loaded from a folder"
     if folder.resolve().is_relative_to(shipped_root().resolve()):
@@ -141,6 +144,8 @@ def why_not_recorded(model: str, folder: Path | None, limit: int | None) -> str 
                 f"({keep}, or copy the folder and evaluate the copy)")
     if not Path(model).expanduser().is_dir():
         return f"{model} is a Hub cache snapshot, so the results are not written into it ({keep}, or download it to a folder)"
+    if pipe.config.format_version > FORMAT_VERSION:
+        return f"{folder}/config.json was written by a newer mvq, so it is not rewritten ({keep})"
     if limit is not None:
         return (f"--limit {limit} measures part of the data, so nothing is written into {folder} (its stored results "
                 f"stay those of a full run; {keep})")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .config import MASKED_KINDS
-from .data import InputError
+from .data import BadArgument, InputError
 from .files import make_grid
 from .images import to_uint8
 
@@ -27,12 +27,12 @@ def mask_grid(pipe: Pipeline, code: int, image: Any = None, blends: Sequence[tup
     tok = pipe.tokenizer
     q = tok.quantizer
     if tok.cfg.quantizer.kind not in MASKED_KINDS:
-        raise InputError("the model is not an MVQ model: masks exist only in MVQ")
+        raise InputError(f"model {pipe.source or 'given'!r} is not an MVQ model: masks exist only in MVQ")
     if not 0 <= code < q.num_codes:
-        raise InputError(f"the code must be in 0..{q.num_codes - 1}, got {code}")
+        raise BadArgument("code", f"must be in 0..{q.num_codes - 1}, got {code}")
     for a, b in blends:
         if not (0 <= a < q.num_masks and 0 <= b < q.num_masks):
-            raise InputError(f"blend mask ids must be in 0..{q.num_masks - 1}, got {a},{b}")
+            raise BadArgument("blend", f"mask ids must be in 0..{q.num_masks - 1}, got {a},{b}")
     dev = pipe.device
     if image is not None:
         tokens = pipe.encode(image)

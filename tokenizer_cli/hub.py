@@ -175,14 +175,16 @@ def read_config(folder: Path) -> ModelConfig:
         raise BadCheckpoint(f"{folder}/config.json: {err}") from None
 
 
-def write_config(folder: Path, cfg: ModelConfig, card: bool = True) -> None:
-    """Replace config.json atomically (and README.md, the card written from it, unless card=False)."""
+def write_config(folder: Path, cfg: ModelConfig, card: bool = True, name: str | None = None) -> None:
+    """Replace config.json atomically (and README.md, the card written from it and titled `name` or the
+    folder's name, unless card=False). A config written by a newer mvq is refused (ConfigError), not rewritten."""
     from .cards import model_card
 
+    cfg.check()
     text = json.dumps(cfg.to_dict(), indent=2) + "\n"
     atomic_write(folder / "config.json", lambda p: Path(p).write_text(text))
     if card:
-        atomic_write(folder / "README.md", lambda p: Path(p).write_text(model_card(cfg, folder.name)))
+        atomic_write(folder / "README.md", lambda p: Path(p).write_text(model_card(cfg, name or folder.name)))
 
 
 def update_records(folder: Path, **records) -> ModelConfig:
@@ -229,12 +231,13 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | None = None,
-                  card: str | None = None, **records) -> Path:
+                  card: str | None = None, name: str | None = None, **records) -> Path:
     """Write (or update) a model folder; files are replaced atomically one by one.
 
     `records` replace config.json's records of that name (training, prior_training, metrics, eval; None
-    removes one); the others, and a prior not given here, stay as the folder had them. README.md is the
-    card written from the new config.json unless `card` is given."""
+    removes one); the others, sections mvq does not know, and a prior not given here stay as the folder had
+    them. README.md is the card written from the new config.json, titled `name` (default: the folder's
+    name), unless `card` is given. Nothing is written unless the whole new config checks out."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -242,12 +245,14 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
     old = read_config(folder) if (folder / "config.json").exists() else None
     cfg = dataclasses.replace(old, tokenizer=tokenizer.cfg) if old is not None else ModelConfig(tokenizer.cfg)
     cfg = dataclasses.replace(cfg, **records)
-    atomic_write(folder / "tokenizer.safetensors", lambda p: save_file(_state(tokenizer), p))
     if prior is not None:
         cfg.prior = prior.cfg
-        atomic_write(folder / "prior.safetensors", lambda p: save_file(_state(prior), p))
     cfg.check()
-    write_config(folder, cfg, card=card is None)
+    cfg.to_dict()  # a newer mvq's config is refused here, before any file is replaced
+    atomic_write(folder / "tokenizer.safetensors", lambda p: save_file(_state(tokenizer), p))
+    if prior is not None:
+        atomic_write(folder / "prior.safetensors", lambda p: save_file(_state(prior), p))
+    write_config(folder, cfg, card=card is None, name=name)
     if card is not None:
         atomic_write(folder / "README.md", lambda p: Path(p).write_text(card))
     return folder

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainingRecord, to_dict
-from .data import InputError
+from .data import BadArgument, InputError
 from .datasets import FASHION, fashion_labels, load_images
 from .files import check_writable
 from .hub import ATOMIC_TEMP, MODEL_ENTRIES, is_model_folder, read_config
@@ -196,8 +196,8 @@ def check_tokenizer_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """An existing prior is replaced only with --overwrite; --resume needs a checkpoint to resume from. A run that
-    starts afresh removes an older run's checkpoints, so their state cannot mix with this one's."""
+    """An existing prior is replaced only with --overwrite; --resume needs a checkpoint to resume from. (A run
+    that starts afresh must then remove an older run's checkpoints, once its data and model are good.)"""
     check_writable(folders=[model])
     ckpt = latest_checkpoint(run_dir)
     if resume:
@@ -209,16 +209,15 @@ def check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) -
     if not overwrite and ckpt is not None:
         raise InputError(f"{model} holds an interrupted prior run ({ckpt}): pass --resume to continue it or "
                          "--overwrite to start again")
-    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def training_record(cfg: TrainConfig, result: dict, data: str, device: torch.device | str,
-                    command: str | None = None) -> TrainingRecord:
+                    command: str | None = None, final_loss: bool = False) -> TrainingRecord:
     """What config.json keeps of a run: its settings, where it ran, how long, and the loss history."""
     return TrainingRecord(command=command, data=data, **to_dict(cfg), seconds=round(result["seconds"], 1),
                           device=str(device), resumed_from=result["resumed_from"],
                           processes=distributed.world_size(), loss_history=result["history"],
-                          final_loss=round(result["loss"], 4) if "loss" in result else None)
+                          final_loss=round(result["loss"], 4) if final_loss else None)
 
 
 def prior_training_data(pipe, data: str = FASHION, tokens_file: str | Path | None = None, classes: bool = False,
@@ -227,7 +226,6 @@ def prior_training_data(pipe, data: str = FASHION, tokens_file: str | Path | Non
     """(token ids (N, T), their masks or None, class labels or None, a description of the source) to fit a
     prior to: a token file from `mvq encode` (checked against the tokenizer), or the images of `data`, encoded.
     Masks come with them for a tokenizer with sampled masks when the prior gets a mask head."""
-    from .data import InputError
     from .inference import encode_images
     from .tokenfile import read_token_file
 
@@ -235,14 +233,15 @@ def prior_training_data(pipe, data: str = FASHION, tokens_file: str | Path | Non
     with_masks = bool(tok.num_masks and mask_head)
     if tokens_file is not None:
         if classes:
-            raise InputError("a class-conditional prior needs labels: train on fashion-mnist, not a token file")
+            raise BadArgument("classes", "a class-conditional prior needs labels: train on fashion-mnist, not a "
+                                         "token file")
         ids, masks = read_token_file(tokens_file, pipe, with_masks)
         if with_masks and masks is None:
-            raise InputError(f"{tokens_file} has no masks beside it (TOKENS.masks.npy): encode with `mvq encode`, "
-                             "or train without the mask head (--no-mask-head)")
+            raise BadArgument("tokens_file", f"{tokens_file} has no masks beside it (TOKENS.masks.npy): encode with "
+                                             "`mvq encode`, or train without the mask head (--no-mask-head)")
         return ids, masks, None, str(tokens_file)
     if classes and data != FASHION:
-        raise InputError(f"a class-conditional prior is only available on {FASHION} (its labels)")
+        raise BadArgument("classes", f"a class-conditional prior is only available on {FASHION} (its labels)")
     images = load_images(data, "train", tok.cfg.image_size, tok.cfg.channels, progress=progress)
     with progress("encode", len(images)) as bar:
         ids, masks = encode_images(tok, images, device=pipe.device, on_batch=bar.advance)

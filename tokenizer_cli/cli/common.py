@@ -57,7 +57,7 @@ def cli_command(func: Callable) -> Callable:
     one line naming the path it happened on.
     """
     from ..config import ConfigError
-    from ..data import InputError
+    from ..data import BadArgument, InputError
     from ..hub import BadCheckpoint, ModelNotFound
 
     known = (CliError, InputError, ModelNotFound, BadCheckpoint, ConfigError, OSError)
@@ -70,6 +70,8 @@ def cli_command(func: Callable) -> Callable:
             if os.environ.get("MVQ_DEBUG"):
                 raise
             message = os_error_line(err) if isinstance(err, OSError) else str(err)
+            if isinstance(err, BadArgument):
+                message = f"--{err.name.replace('_', '-')}: {err.message}"
             console.print(f"Error: {message}", style="red", highlight=False, soft_wrap=True, markup=False)
             raise typer.Exit(1)
 

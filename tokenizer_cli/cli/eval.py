@@ -48,7 +48,7 @@ def eval_cmd(
     dev = pick_device(device)
     files.check_writable(json_out)
     pipe = load_pipeline(model, dev)
-    skip_reason = None if no_write else why_not_recorded(model, pipe.folder, limit)
+    skip_reason = None if no_write else why_not_recorded(model, pipe, limit)
     write_into = not no_write and skip_reason is None
     if write_into:
         try:

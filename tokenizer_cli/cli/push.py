@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..cards import model_card
+from ..files import atomic_write
 from ..hub import REPO_ID, push_folder, read_config
 from .common import console, fail
 
@@ -24,7 +25,7 @@ def push(
     cfg = read_config(folder)
     if not (folder / "tokenizer.safetensors").is_file():
         fail(f"{folder} has no tokenizer.safetensors")
-    (folder / "README.md").write_text(model_card(cfg, repo_id.split("/")[1]))
+    atomic_write(folder / "README.md", lambda p: Path(p).write_text(model_card(cfg, repo_id.split("/")[1])))
     try:
         url = push_folder(folder, repo_id, private=private, revision=revision)
     except Exception as err:  # network, auth, permissions: huggingface_hub says which

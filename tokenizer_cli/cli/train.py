@@ -111,7 +111,7 @@ def tokenizer(
     metrics = held_out_metrics(model, data, images, dev, progress=progress_bar)
     record = training_record(tcfg, result, data, dev, command="mvq " + shlex.join(sys.argv[1:]))
     # The new model replaces OUT whole: no old prior, eval or checkpoints survive.
-    swap_in(out, lambda folder: save_pipeline(folder, model.cpu(), training=record, metrics=metrics))
+    swap_in(out, lambda folder: save_pipeline(folder, model.cpu(), name=out.name, training=record, metrics=metrics))
     console.print(f"wrote {out}: MSE {metrics.mse:.4f} on {metrics.eval_data}, PSNR {metrics.psnr:.2f} dB, "
                   f"{metrics.tokens_used}/{model.vocab_size} tokens used")
     distributed.cleanup()
@@ -157,7 +157,7 @@ def prior(
         fail(f"--width {n_embd} must be a multiple of --heads {n_head}")
     run_dir = model / "checkpoints-prior"
     if distributed.is_main():
-        check_prior_out(model, run_dir, resume, overwrite)  # without --resume, an older run's state goes
+        check_prior_out(model, run_dir, resume, overwrite)
     distributed.barrier()
     pipe = load_pipeline(str(model), dev, load_prior=False)  # the old prior is replaced, or its file may be gone
     tok = pipe.tokenizer
@@ -174,13 +174,16 @@ def prior(
                       f"{pcfg.tokens} tokens (vocabulary {pcfg.vocab_size}"
                       + (f", and a head for their {pcfg.num_masks} masks" if pcfg.num_masks else "")
                       + f"), {dev} x {distributed.world_size()}")
+    if not resume and distributed.is_main():
+        shutil.rmtree(run_dir, ignore_errors=True)  # only now that data and model are good: an older run's state goes
+    distributed.barrier()
     with progress_bar("train prior", steps, resume_step(run_dir, resume)) as bar:
         result = train_prior(net, ids, labels, tcfg, run_dir, dev, resume=resume,
                              on_step=lambda step, s: bar.advance(loss=s["loss"]), masks=masks)
     if not distributed.is_main():  # rank 0 alone writes the model folder
         distributed.cleanup()
         return
-    record = training_record(tcfg, result, source, dev, command="mvq " + shlex.join(sys.argv[1:]))
+    record = training_record(tcfg, result, source, dev, command="mvq " + shlex.join(sys.argv[1:]), final_loss=True)
     save_pipeline(model, tok.cpu(), net.cpu(), prior_training=record, eval=None)  # an older prior's FD no longer holds
     shutil.rmtree(run_dir, ignore_errors=True)
     console.print(f"wrote {model / 'prior.safetensors'}: final loss {result['loss']:.3f} nats/token")
