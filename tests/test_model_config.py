@@ -142,3 +142,17 @@ def test_save_checks_the_whole_config_before_writing_anything(model_with_prior):
 def test_the_card_is_titled_with_the_name_given(tmp_path):
     save_pipeline(tmp_path / "m.tmp-abc", tiny_tokenizer(), name="my-model")
     assert (tmp_path / "m.tmp-abc" / "README.md").read_text().splitlines()[5] == "# my-model"
+
+
+def test_a_prior_is_not_trained_into_a_folder_a_newer_mvq_wrote(model_dir):
+    from typer.testing import CliRunner
+
+    from tokenizer_cli.cli.app import app
+
+    raw = json.loads((model_dir / "config.json").read_text())
+    raw["mvq_format"] = 99
+    (model_dir / "config.json").write_text(json.dumps(raw))
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    res = CliRunner().invoke(app, ["train", "prior", str(model_dir), "--steps", "2", "--device", "cpu"])
+    assert res.exit_code == 1 and "written by a newer mvq" in res.stderr
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before

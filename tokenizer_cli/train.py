@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import TrainingRecord, to_dict
+from .config import FORMAT_VERSION, TrainingRecord, to_dict
 from .data import BadArgument, InputError
 from .datasets import FASHION, fashion_labels, load_images
 from .files import check_writable
@@ -199,6 +199,8 @@ def check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) -
     """An existing prior is replaced only with --overwrite; --resume needs a checkpoint to resume from. (A run
     that starts afresh must then remove an older run's checkpoints, once its data and model are good.)"""
     check_writable(folders=[model])
+    if read_config(model).format_version > FORMAT_VERSION:  # its config.json could not be rewritten at the end
+        raise InputError(f"{model}/config.json was written by a newer mvq: train the prior with that version")
     ckpt = latest_checkpoint(run_dir)
     if resume:
         if ckpt is None:

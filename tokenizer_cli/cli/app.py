@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -28,7 +29,12 @@ app.command("push", no_args_is_help=True)(cli_command(push.push))
 app.add_typer(train.app, name="train")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"warning: {message}\n"  # a user reads the message, not the library's source line
+
+
 def main() -> None:
+    warnings.formatwarning = _one_line_warning
     try:
         app()
     except KeyboardInterrupt:
