@@ -302,11 +302,15 @@ class ModelConfig:
             raise ConfigError(f"the prior predicts {p.num_masks} masks but the tokenizer's tokens carry "
                               + (f"{t.quantizer.num_masks}" if t.quantizer.has_masks else "none"))
 
-    def to_dict(self) -> dict:
-        """config.json as written (format FORMAT_VERSION); records absent are left out, a missing prior is null."""
+    def check_rewritable(self) -> None:
+        """A config.json written by a newer format is never rewritten (this mvq would drop what it does not know)."""
         if self.format_version > FORMAT_VERSION:
             raise ConfigError(f"config.json was written by a newer mvq (format {self.format_version}, this one "
                               f"writes {FORMAT_VERSION}): it is not rewritten, so nothing of it is lost")
+
+    def to_dict(self) -> dict:
+        """config.json as written (format FORMAT_VERSION); records absent are left out, a missing prior is null."""
+        self.check_rewritable()
         d: dict[str, Any] = {**self.other, "mvq_format": FORMAT_VERSION, "tokenizer": to_dict(self.tokenizer),
                              "prior": to_dict(self.prior) if self.prior is not None else None}
         for key in ("training", "prior_training", "metrics", "eval"):

@@ -132,7 +132,7 @@ def why_not_recorded(model: str, pipe: Pipeline, limit: int | None) -> str | Non
     """Why an evaluation must not go into the model folder, or None when it may: only a local folder the user
     named, never the installed package data or a Hub cache snapshot, nor a folder a newer mvq wrote, and only
     measurements of the whole data."""
-    from .config import FORMAT_VERSION
+    from .config import ConfigError
     from .hub import shipped_root
 
     keep = "use --json to keep these results"
@@ -144,8 +144,10 @@ def why_not_recorded(model: str, pipe: Pipeline, limit: int | None) -> str | Non
                 f"({keep}, or copy the folder and evaluate the copy)")
     if not Path(model).expanduser().is_dir():
         return f"{model} is a Hub cache snapshot, so the results are not written into it ({keep}, or download it to a folder)"
-    if pipe.config.format_version > FORMAT_VERSION:
-        return f"{folder}/config.json was written by a newer mvq, so it is not rewritten ({keep})"
+    try:
+        pipe.config.check_rewritable()
+    except ConfigError as err:
+        return f"{folder}/{err} ({keep})"
     if limit is not None:
         return (f"--limit {limit} measures part of the data, so nothing is written into {folder} (its stored results "
                 f"stay those of a full run; {keep})")

@@ -248,7 +248,7 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
     if prior is not None:
         cfg.prior = prior.cfg
     cfg.check()
-    cfg.to_dict()  # a newer mvq's config is refused here, before any file is replaced
+    cfg.check_rewritable()  # before any file is replaced
     atomic_write(folder / "tokenizer.safetensors", lambda p: save_file(_state(tokenizer), p))
     if prior is not None:
         atomic_write(folder / "prior.safetensors", lambda p: save_file(_state(prior), p))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import FORMAT_VERSION, TrainingRecord, to_dict
+from .config import TrainingRecord, to_dict
 from .data import BadArgument, InputError
 from .datasets import FASHION, fashion_labels, load_images
 from .files import check_writable
@@ -199,14 +199,14 @@ def check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) -
     """An existing prior is replaced only with --overwrite; --resume needs a checkpoint to resume from. (A run
     that starts afresh must then remove an older run's checkpoints, once its data and model are good.)"""
     check_writable(folders=[model])
-    if read_config(model).format_version > FORMAT_VERSION:  # its config.json could not be rewritten at the end
-        raise InputError(f"{model}/config.json was written by a newer mvq: train the prior with that version")
+    cfg = read_config(model)
+    cfg.check_rewritable()  # before training: its config.json could not be rewritten at the end
     ckpt = latest_checkpoint(run_dir)
     if resume:
         if ckpt is None:
             raise InputError(f"{model}: nothing to resume (no checkpoint in {run_dir}); train without --resume")
         return
-    if not overwrite and (read_config(model).prior is not None or (model / "prior.safetensors").exists()):
+    if not overwrite and (cfg.prior is not None or (model / "prior.safetensors").exists()):
         raise InputError(f"{model} already has a prior (prior.safetensors): pass --overwrite to replace it")
     if not overwrite and ckpt is not None:
         raise InputError(f"{model} holds an interrupted prior run ({ckpt}): pass --resume to continue it or "
