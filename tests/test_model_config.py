@@ -133,10 +133,33 @@ def test_records_name_their_section_and_nan_reads_as_unknown(model_with_prior):
 
 def test_save_checks_the_whole_config_before_writing_anything(model_with_prior):
     before = {p.name: p.read_bytes() for p in model_with_prior.iterdir()}
-    other = tiny_tokenizer("vq", tokens=3)  # the folder's prior models 2 tokens: it would not fit
+    other = tiny_tokenizer("vq", tokens=3)  # a prior of 2 tokens does not fit it
     with pytest.raises(ConfigError, match="prior models 2 tokens"):
-        save_pipeline(model_with_prior, other)
+        save_pipeline(model_with_prior, other, tiny_prior(other.vocab_size, 2))
     assert {p.name: p.read_bytes() for p in model_with_prior.iterdir()} == before
+
+
+def test_a_prior_stays_only_beside_the_tokenizer_it_was_trained_with(model_with_prior):
+    prior_bytes = (model_with_prior / "prior.safetensors").read_bytes()
+    update_records(model_with_prior, eval=EvalResult(generation_fd=12.25, images=7),
+                   prior_training=TrainingRecord(steps=3))
+    same = Pipeline.from_pretrained(model_with_prior, load_prior=False)
+    same.save_pretrained(model_with_prior)  # the same tokenizer: its prior and the prior's records stay
+    assert (model_with_prior / "prior.safetensors").read_bytes() == prior_bytes
+    kept = read_config(model_with_prior)
+    assert kept.prior is not None and kept.eval.generation_fd == 12.25 and kept.prior_training is not None
+    fresh = same.save_pretrained(model_with_prior.parent / "fresh")  # no prior there: none of its records
+    assert read_config(fresh).prior is None and read_config(fresh).eval is None
+
+    other = tiny_tokenizer()  # same config and vocabulary, other weights: the prior would decode wrong images
+    with torch.no_grad():
+        next(other.parameters()).add_(0.5)
+    save_pipeline(model_with_prior, other)
+    cfg = read_config(model_with_prior)
+    assert cfg.prior is None and cfg.prior_training is None and cfg.eval is None
+    assert not (model_with_prior / "prior.safetensors").exists()
+    with pytest.raises(Exception, match="prior"):
+        Pipeline.from_pretrained(model_with_prior, need_prior=True)
 
 
 def test_the_card_is_titled_with_the_name_given(tmp_path):

@@ -3,8 +3,6 @@ initialisation, and checkpoints hold every RNG they need."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 from safetensors.torch import load_file

@@ -26,9 +26,6 @@ from PIL import Image
 from tokenizer_cli import data as data_io
 from tokenizer_cli.classifier import Classifier, ClassifierConfig, save_classifier
 from tokenizer_cli.cli.app import app
-from tokenizer_cli.hub import save_pipeline
-
-from conftest import tiny_prior, tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--quantizer", "vq", "--dim", "4", "--codebook-size", "8", "--tokens", "2", "--base-channels", "4",

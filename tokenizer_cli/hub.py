@@ -54,13 +54,30 @@ def weights_digest(folder: Path) -> str:
 
 
 def tokenizer_digest(tokenizer: Tokenizer) -> str:
+    """A hash of a tokenizer's config and weights (as float32, so a float16 file and the model loaded from it
+    agree): what token files record to name the tokenizer that wrote them."""
+    return _digest(tokenizer.cfg, tokenizer.state_dict())
+
+
+def _digest(cfg, state: dict[str, torch.Tensor]) -> str:
     import hashlib
 
-    h = hashlib.sha256(json.dumps(to_dict(tokenizer.cfg), sort_keys=True).encode())
-    for key, value in sorted(tokenizer.state_dict().items()):
+    h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
+    for key, value in sorted(state.items()):
         h.update(key.encode())
         h.update(value.detach().float().cpu().numpy().tobytes())  # as loaded (float32)
     return h.hexdigest()[:16]
+
+
+def _holds_tokenizer(folder: Path, cfg: ModelConfig, tokenizer: Tokenizer) -> bool:
+    """Whether folder's tokenizer.safetensors (with config cfg) is this tokenizer."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(folder / "tokenizer.safetensors"))
+    except Exception:  # missing or unreadable: not this tokenizer
+        return False
+    return _digest(cfg.tokenizer, state) == tokenizer_digest(tokenizer)
 
 
 def shipped_root() -> Path:
@@ -236,7 +253,7 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
 
     `records` replace config.json's records of that name (training, prior_training, metrics, eval; None
     removes one); the others, sections mvq does not know, and a prior not given here stay as the folder had
-    them. README.md is the card written from the new config.json, titled `name` (default: the folder's
+    them, the prior only if the folder's tokenizer is this one (else it goes, with its records). README.md is the card written from the new config.json, titled `name` (default: the folder's
     name), unless `card` is given. Nothing is written unless the whole new config checks out."""
     from safetensors.torch import save_file
 
@@ -247,12 +264,20 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
     cfg = dataclasses.replace(cfg, **records)
     if prior is not None:
         cfg.prior = prior.cfg
+    # A prior the folder holds models the tokens of the tokenizer it was trained with: it stays only beside
+    # that tokenizer. Beside another one (same vocabulary or not) it would sample wrong images silently.
+    drop_prior = prior is None and old is not None and old.prior is not None \
+        and not _holds_tokenizer(folder, old, tokenizer)
+    if drop_prior:
+        cfg = dataclasses.replace(cfg, prior=None, prior_training=None, eval=None)
     cfg.check()
     cfg.check_rewritable()  # before any file is replaced
     atomic_write(folder / "tokenizer.safetensors", lambda p: save_file(_state(tokenizer), p))
     if prior is not None:
         atomic_write(folder / "prior.safetensors", lambda p: save_file(_state(prior), p))
     write_config(folder, cfg, card=card is None, name=name)
+    if drop_prior:
+        (folder / "prior.safetensors").unlink(missing_ok=True)  # after config.json no longer names a prior
     if card is not None:
         atomic_write(folder / "README.md", lambda p: Path(p).write_text(card))
     return folder

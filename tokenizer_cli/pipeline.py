@@ -107,9 +107,12 @@ class Pipeline:
         from .hub import save_pipeline
 
         c = self.config
-        return save_pipeline(Path(folder), self.tokenizer, self.prior, card=card, training=c.training,
-                             prior_training=c.prior_training if self.prior is not None else None,
-                             metrics=c.metrics, eval=c.eval if self.prior is not None or c.prior is None else None)
+        records = {"training": c.training, "metrics": c.metrics}
+        if self.prior is not None or c.prior is None:
+            records.update(prior_training=c.prior_training, eval=c.eval)
+        # else (loaded without its prior): the folder's own prior records stay with its prior, which stays
+        # only beside this same tokenizer (save_pipeline)
+        return save_pipeline(Path(folder), self.tokenizer, self.prior, card=card, **records)
 
     def push_to_hub(self, repo_id: str, private: bool = False, revision: str | None = None) -> str:
         """Save to a temporary folder and upload it with huggingface_hub; returns the commit URL."""
