@@ -198,7 +198,7 @@ def test_markdown_and_plots_from_fake_results(compare, tmp_path):
     settings = {"data": "fashion-mnist", "steps": 1500, "prior_steps": 3000, "seeds": [0, 1], "batch_size": 128,
                 "base_channels": 16, "eval_images": 10000, "eval_data": "fashion-mnist", "feature_net": None,
                 "feature_nets": "fd-fmnist-classifier", "fd_floor": "0.307", "bench_device": "cpu", "bench_threads": 1, "command": "python scripts/compare.py"}
-    compare.write_markdown(tmp_path / "results.md", rows, specs, settings, ["vq-k4-t2-s0"])
+    compare.write_markdown(tmp_path / "results.md", rows, specs, settings, ["vq-k4-t2-s0", "vq-k4-t2-s1 (not started)"])
     md = (tmp_path / "results.md").read_text()
     assert "| mvqj-k16g4-t2 | MVQ joint K=16, g=4 | 2 | 240 | 2 |" in md
     assert "| mvq-k16g4-t2 | MVQ sampled K=16, g=4 | 2 | 16 | 2 |" in md
@@ -212,7 +212,8 @@ def test_markdown_and_plots_from_fake_results(compare, tmp_path):
     # equal quality: nothing shorter reaches grid49's 25.5; for the 16-token VQ (30.5) MVQ joint K=16 (40.5) does not
     assert "| VQ K=16 | 49 | 25.5 | none |" in md and "| VQ K=16 | 16 | 30.5 | none |" in md
     assert "features of `fd-fmnist-classifier`, real-vs-real floor 0.307" in md
-    assert "Not complete" in md and "vq-k4-t2-s0" in md
+    assert "Not complete (no eval yet, left out above): vq-k4-t2-s0." in md
+    assert "Asked for but not run (these seeds were never started): vq-k4-t2-s1." in md
 
     compare.write_plots(tmp_path, rows, specs)
     for name in ("fd_vs_tokens.png", "fd_vs_time.png"):

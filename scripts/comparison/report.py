@@ -18,7 +18,7 @@ def collect(st: Settings, runs: list[tuple[Spec, int]]) -> tuple[list[dict], lis
         d = run_dir(st, spec, seed)
         ev = read_json(d / "eval.json")
         if not ev or not eval_done(st, d):
-            missing.append(f"{spec.name}-s{seed}")
+            missing.append(f"{spec.name}-s{seed}" + ("" if d.exists() else " (not started)"))
             continue
         t = timing.get(str(d), {})
         rows.append({
@@ -204,5 +204,9 @@ def equal_quality_row(b: Spec, means: dict[str, dict], by_spec: dict[str, Spec])
 
 def footer_lines(missing: list[str]) -> list[str]:
     """The runs left out (no eval yet) and where the plots and rows are."""
-    lines = ["", f"Not complete (no eval yet, left out above): {', '.join(missing)}."] if missing else []
+    started = [m for m in missing if not m.endswith(" (not started)")]
+    not_started = [m.removesuffix(" (not started)") for m in missing if m.endswith(" (not started)")]
+    lines = ["", f"Not complete (no eval yet, left out above): {', '.join(started)}."] if started else []
+    if not_started:
+        lines += ["", f"Asked for but not run (these seeds were never started): {', '.join(not_started)}."]
     return lines + ["", "Plots: fd_vs_tokens.png, fd_vs_time.png. Rows: results.json.", ""]
