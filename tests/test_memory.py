@@ -30,7 +30,7 @@ def test_sample_streams_images_so_peak_memory_does_not_grow_with_n(model_with_pr
     small, large = run(1_000), run(300_000)
     print(f"peak RSS: n=1,000 {small} KiB, n=300,000 {large} KiB")
     # Holding 300,000 decoded images would take 941 MB as float32 and 235 MB as uint8 on top of what sampling
-    # keeps per row: measured 33 MB at n=300,000 (the manifest's 300,000 source labels, 23 MB as Python
-    # strings, and its JSON text; 91-96 MB while the manifest was written by json's indented encoder). The
-    # bound catches the images, not allocator noise.
+    # keeps per row: measured 33 MB at n=300,000 (the manifest's 300,000 source labels and its JSON text;
+    # 91-96 MB while the manifest was written by json's indented encoder). The bound catches the images, not
+    # allocator noise.
     assert large - small < 120 * 1024, f"peak RSS grew from {small} KiB to {large} KiB"

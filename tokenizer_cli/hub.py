@@ -253,8 +253,9 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
 
     `records` replace config.json's records of that name (training, prior_training, metrics, eval; None
     removes one); the others, sections mvq does not know, and a prior not given here stay as the folder had
-    them, the prior only if the folder's tokenizer is this one (else it goes, with its records). README.md is the card written from the new config.json, titled `name` (default: the folder's
-    name), unless `card` is given. Nothing is written unless the whole new config checks out."""
+    them, the prior only if the folder's tokenizer is this one (else it goes, with its records). README.md is
+    the card written from the new config.json, titled `name` (default: the folder's name), unless `card` is
+    given. Nothing is written unless the whole new config checks out."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
