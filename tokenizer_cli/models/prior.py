@@ -10,19 +10,15 @@ with a per-layer KV cache, so each new token costs one step over a single positi
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import PriorConfig
+from .sampling import check_labels, check_sampling, draw, new_generator
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: K, V each (B, nh, T, hs)
-
-
-def _positive_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1
 
 
 def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -38,10 +34,12 @@ def sequence_loss(out, tokens: torch.Tensor, masks: torch.Tensor | None = None) 
     return next_token_loss(logits, tokens) + next_token_loss(mask_logits, masks)
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: PriorConfig):
+class SelfAttention(nn.Module):
+    """Multi-head self-attention: causal (with an optional KV cache) for the AR prior, bidirectional for MaskGIT."""
+
+    def __init__(self, cfg: PriorConfig, causal: bool = True):
         super().__init__()
-        self.n_head, self.dropout = cfg.n_head, cfg.dropout
+        self.n_head, self.dropout, self.causal = cfg.n_head, cfg.dropout, causal
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.resid_drop = nn.Dropout(cfg.dropout)
@@ -66,7 +64,7 @@ class CausalSelfAttention(nn.Module):
             elif pos != 0:
                 raise ValueError("a KV cache takes either a prefill at pos 0 or one token at a time")
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=t > 1)  # (B, nh, t, hs)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=self.causal and t > 1)  # (B, nh, t, hs)
         y = y.transpose(1, 2).reshape(B, t, C)  # (B, t, C)
         return self.resid_drop(self.c_proj(y))
 
@@ -86,16 +84,35 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: PriorConfig):
+    """A pre-norm Transformer block (nanoGPT's), causal or bidirectional."""
+
+    def __init__(self, cfg: PriorConfig, causal: bool = True):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = SelfAttention(cfg, causal)
         self.ln_2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, cache=None, pos: int = 0) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, pos)
         return x + self.mlp(self.ln_2(x))
+
+
+def init_weights(model: nn.Module, n_layer: int) -> None:
+    """GPT-2's initialisation: N(0, 0.02) weights, zero biases, residual projections scaled down by depth."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * max(n_layer, 1)))
+
+
+def mask_head(cfg: PriorConfig) -> nn.Module:
+    """MVQ with sampled masks: predicts a token's mask from its position's final hidden state plus its code."""
+    return nn.Sequential(nn.Linear(cfg.n_embd, cfg.n_embd), nn.GELU(), nn.Linear(cfg.n_embd, cfg.num_masks))
 
 
 class Prior(nn.Module):
@@ -116,19 +133,8 @@ class Prior(nn.Module):
         # and fed back as input beside the code (mask id num_masks stands for "none" at the start).
         self.wme = nn.Embedding(cfg.num_masks + 1, cfg.n_embd) if cfg.num_masks else None
         self.mask_code = nn.Embedding(cfg.vocab_size, cfg.n_embd) if cfg.num_masks else None
-        self.mask_head = nn.Sequential(nn.Linear(cfg.n_embd, cfg.n_embd), nn.GELU(),
-                                       nn.Linear(cfg.n_embd, cfg.num_masks)) if cfg.num_masks else None
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * max(cfg.n_layer, 1)))
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, mean=0.0, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
+        self.mask_head = mask_head(cfg) if cfg.num_masks else None
+        init_weights(self, cfg.n_layer)
 
     @staticmethod
     def upgrade_state_dict(state: dict) -> dict:
@@ -145,22 +151,7 @@ class Prior(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def _check_labels(self, labels, batch: int) -> torch.Tensor | None:
-        if self.wce is None:
-            if labels is not None:
-                raise ValueError("this prior is unconditional (num_classes=0): do not pass labels")
-            return None
-        if labels is None:
-            raise ValueError(f"this prior is class-conditional ({self.cfg.num_classes} classes): labels are required")
-        labels = torch.as_tensor(labels, device=self.wte.weight.device)
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise ValueError(f"labels must be integers, got {labels.dtype}")
-        labels = labels.long().expand(batch) if labels.dim() == 0 else labels.long()
-        if labels.shape != (batch,):
-            raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.cfg.num_classes):
-            lo, hi = labels.min().item(), labels.max().item()
-            raise ValueError(f"labels must lie in [0, {self.cfg.num_classes}), got values from {lo} to {hi}")
-        return labels
+        return check_labels(labels, self.cfg.num_classes, batch, self.wte.weight.device)
 
     def _run(self, ids: torch.Tensor, labels, cache: KVCache | None = None, pos: int = 0, last_only: bool = False,
              mask_ids: torch.Tensor | None = None, hidden: bool = False):
@@ -233,22 +224,6 @@ class Prior(nn.Module):
         return [(torch.empty(shape, device=device, dtype=dtype), torch.empty(shape, device=device, dtype=dtype))
                 for _ in self.blocks]
 
-    @staticmethod
-    def _sample(logits, temperature: float, top_k: int | None, top_p: float | None, g: torch.Generator):
-        """logits (B, vocab) float32 -> next ids (B, 1)."""
-        if temperature == 0:  # greedy; consumes no random numbers
-            return logits.argmax(dim=-1, keepdim=True)
-        logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # shifted: a tiny T cannot overflow
-        if top_k is not None and top_k < logits.shape[-1]:
-            kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = F.softmax(logits, dim=-1)  # (B, vocab)
-        if top_p is not None and top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # mass before it already reaches p; never the first
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-        return torch.multinomial(probs, 1, generator=g)  # (B, 1)
-
     @torch.inference_mode()
     def _sample_chunk(self, b: int, labels, use_cache: bool, g: torch.Generator, graph: bool = False,
                       mask_temperature: float = 1.0, **sampling) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -276,12 +251,12 @@ class Prior(nn.Module):
                                           mask_ids=None if masks is None else masks[:, -1:])  # (b, 1, vocab)
                 else:  # recompute the whole prefix: the reference path for tests and benchmarks
                     logits, h = self._run(ids, labels, last_only=True, mask_ids=masks, hidden=True)  # (b, 1, vocab)
-            nxt = self._sample(logits[:, -1].float(), g=g, **sampling)  # (b, 1)
+            nxt = draw(logits[:, -1].float(), g=g, **sampling)  # (b, 1)
             ids = torch.cat([ids, nxt], dim=1)  # (b, i+2)
             if masks is not None:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
                     mask_logits = self.mask_logits(h[:, -1:], nxt)  # (b, 1, M)
-                m = self._sample(mask_logits[:, -1].float(), mask_temperature, None, None, g)  # (b, 1)
+                m = draw(mask_logits[:, -1].float(), mask_temperature, None, None, g)  # (b, 1)
                 masks = torch.cat([masks, m], dim=1)
         return ids[:, 1:], None if masks is None else masks[:, 1:]  # (b, T) each
 
@@ -309,24 +284,9 @@ class Prior(nn.Module):
         CUDA graphs on a GPU) over a fixed-shape KV cache: the same tokens as eager sampling for the same seed,
         after a compile of some seconds to a minute, so it pays off for long runs (many batches of one size).
         """
-        if not _positive_int(n):
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        if not (isinstance(temperature, numbers.Real) and math.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if top_k is not None and not _positive_int(top_k):
-            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
-        if top_p is not None and not (isinstance(top_p, numbers.Real) and 0 < top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
-        if batch_size is not None and not _positive_int(batch_size):
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        check_sampling(n, temperature, top_k, top_p, batch_size, mask_temperature)
         labels = self._check_labels(labels, int(n))
-        g = torch.Generator(device=self.wte.weight.device)
-        if seed is None:
-            g.seed()  # fresh nondeterministic seed; the global RNG is left alone
-        else:
-            g.manual_seed(seed)
-        if not (isinstance(mask_temperature, numbers.Real) and math.isfinite(mask_temperature) and mask_temperature >= 0):
-            raise ValueError(f"mask_temperature must be a finite number >= 0, got {mask_temperature!r}")
+        g = new_generator(seed, self.wte.weight.device)
         sampling = dict(temperature=float(temperature), top_k=None if top_k is None else int(top_k), top_p=top_p,
                         mask_temperature=float(mask_temperature))
         n, step = int(n), int(batch_size or n)

@@ -1,0 +1,85 @@
+"""What both priors' samplers share: checking the options, the seeded generator, drawing ids from logits."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+
+def positive_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1
+
+
+def _non_negative(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+
+
+def check_sampling(n, temperature, top_k, top_p, batch_size, mask_temperature) -> None:
+    """The options every prior's `generate` takes, as ValueErrors naming the option."""
+    if not positive_int(n):
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not _non_negative(temperature):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    if top_k is not None and not positive_int(top_k):
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, numbers.Real) and 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    if batch_size is not None and not positive_int(batch_size):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if not _non_negative(mask_temperature):
+        raise ValueError(f"mask_temperature must be a finite number >= 0, got {mask_temperature!r}")
+
+
+def check_labels(labels, num_classes: int, batch: int, device: torch.device) -> torch.Tensor | None:
+    """Class labels as a LongTensor (batch,) in [0, num_classes), or None for an unconditional prior."""
+    if num_classes == 0:
+        if labels is not None:
+            raise ValueError("this prior is unconditional (num_classes=0): do not pass labels")
+        return None
+    if labels is None:
+        raise ValueError(f"this prior is class-conditional ({num_classes} classes): labels are required")
+    labels = torch.as_tensor(labels, device=device)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    labels = labels.long().expand(batch) if labels.dim() == 0 else labels.long()
+    if labels.shape != (batch,):
+        raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        lo, hi = labels.min().item(), labels.max().item()
+        raise ValueError(f"labels must lie in [0, {num_classes}), got values from {lo} to {hi}")
+    return labels
+
+
+def new_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A generator of its own, seeded (the same seed gives the same samples) or fresh; the global RNG is left alone."""
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g
+
+
+def sampling_probs(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """logits (B, vocab) float32 -> the probabilities ids are drawn from (temperature > 0, top-k, then top-p)."""
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # shifted: a tiny T cannot overflow
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)  # (B, vocab)
+    if top_p is not None and top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # mass before it already reaches p; never the first
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+    return probs
+
+
+def draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+         g: torch.Generator) -> torch.Tensor:
+    """logits (B, vocab) float32 -> ids (B, 1); temperature 0 is argmax and consumes no random numbers."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    return torch.multinomial(sampling_probs(logits, temperature, top_k, top_p), 1, generator=g)  # (B, 1)
