@@ -148,6 +148,9 @@ class TokenizerConfig:
 
 @dataclass
 class PriorConfig:
+    """A Transformer prior over a tokenizer's tokens: the autoregressive prior's config (config.json "prior"),
+    and the part every prior kind shares."""
+
     vocab_size: int = 240  # token ids 0..vocab_size-1 (the start token is added on top)
     tokens: int = 2  # sequence length T
     n_layer: int = 4  # transformer blocks
@@ -168,6 +171,22 @@ class PriorConfig:
         _check_float("dropout", self.dropout, 0.0, 1.0)
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
+
+
+@dataclass
+class MaskGITConfig(PriorConfig):
+    """The MaskGIT prior (config.json "maskgit_prior"): a bidirectional Transformer of the same shape, the
+    [MASK] id added on top of the vocabulary, and how it was taught to fill masked positions."""
+
+    min_mask_ratio: float = 0.45  # each training sequence masks at least this share (the FSQ paper, A.4.2)
+    label_smoothing: float = 0.1  # of the cross-entropy on masked positions (MaskGIT's)
+    class_dropout: float = 0.1  # share of training labels replaced by "no class", for classifier-free guidance
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_float("min_mask_ratio", self.min_mask_ratio, 0.0, 1.0, lo_open=True)
+        _check_float("label_smoothing", self.label_smoothing, 0.0, 1.0)
+        _check_float("class_dropout", self.class_dropout, 0.0, 1.0)
 
 
 # ---------------------------------------------------------------- records: what was measured and how it was made
@@ -193,7 +212,8 @@ def _check_record(record: Any, where: str) -> None:
 
 @dataclass
 class TrainingRecord:
-    """How a network of the folder was trained (config.json "training" and "prior_training")."""
+    """How a network of the folder was trained (config.json "training", "prior_training" and
+    "maskgit_prior_training")."""
 
     command: str | None = None  # the mvq command line
     data: str | None = None  # what it was trained on
@@ -250,16 +270,21 @@ class EvalResult:
     command: str | None = None
 
 
+RECORDS = ("training", "prior_training", "metrics", "eval", "maskgit_prior_training")  # ModelConfig's records
+
+
 @dataclass
 class ModelConfig:
     """A model folder's config.json, parsed once: the networks' configs and the records beside them."""
 
     tokenizer: TokenizerConfig
-    prior: PriorConfig | None = None
+    prior: PriorConfig | None = None  # the autoregressive prior (prior.safetensors)
     training: TrainingRecord | None = None
     prior_training: TrainingRecord | None = None
     metrics: ReconstructionMetrics | None = None
     eval: EvalResult | None = None
+    maskgit_prior: MaskGITConfig | None = None  # the MaskGIT prior (prior-maskgit.safetensors)
+    maskgit_prior_training: TrainingRecord | None = None
     format_version: int = FORMAT_VERSION  # the format the file was written in (it is written in today's)
     other: dict = field(default_factory=dict)  # sections this mvq does not know (a user's, a newer mvq's): kept
 
@@ -283,24 +308,27 @@ class ModelConfig:
                   prior=section(PriorConfig, "prior"), training=section(TrainingRecord, "training"),
                   prior_training=section(TrainingRecord, "prior_training"),
                   metrics=section(ReconstructionMetrics, "metrics"), eval=section(EvalResult, "eval"),
+                  maskgit_prior=section(MaskGITConfig, "maskgit_prior"),
+                  maskgit_prior_training=section(TrainingRecord, "maskgit_prior_training"),
                   format_version=version, other=other)
         cfg.check()
         return cfg
 
     def check(self) -> None:
-        """Every record holds its fields' types, and the prior models this tokenizer's tokens (and masks)."""
-        for key in ("training", "prior_training", "metrics", "eval"):
+        """Every record holds its fields' types, and each prior models this tokenizer's tokens (and masks)."""
+        for key in RECORDS:
             if getattr(self, key) is not None:
                 _check_record(getattr(self, key), key)
-        t, p = self.tokenizer, self.prior
-        if p is None:
-            return
-        if p.vocab_size != t.quantizer.vocab_size or p.tokens != t.tokens:
-            raise ConfigError(f"the prior models {p.tokens} tokens of a {p.vocab_size}-word vocabulary but the "
-                              f"tokenizer makes {t.tokens} tokens of {t.quantizer.vocab_size}")
-        if p.num_masks and (not t.quantizer.has_masks or p.num_masks != t.quantizer.num_masks):
-            raise ConfigError(f"the prior predicts {p.num_masks} masks but the tokenizer's tokens carry "
-                              + (f"{t.quantizer.num_masks}" if t.quantizer.has_masks else "none"))
+        t = self.tokenizer
+        for what, p in (("the AR prior", self.prior), ("the MaskGIT prior", self.maskgit_prior)):
+            if p is None:
+                continue
+            if p.vocab_size != t.quantizer.vocab_size or p.tokens != t.tokens:
+                raise ConfigError(f"{what} models {p.tokens} tokens of a {p.vocab_size}-word vocabulary but the "
+                                  f"tokenizer makes {t.tokens} tokens of {t.quantizer.vocab_size}")
+            if p.num_masks and (not t.quantizer.has_masks or p.num_masks != t.quantizer.num_masks):
+                raise ConfigError(f"{what} predicts {p.num_masks} masks but the tokenizer's tokens carry "
+                                  + (f"{t.quantizer.num_masks}" if t.quantizer.has_masks else "none"))
 
     def check_rewritable(self) -> None:
         """A config.json written by a newer format is never rewritten (this mvq would drop what it does not know)."""
@@ -313,16 +341,20 @@ class ModelConfig:
         self.check_rewritable()
         d: dict[str, Any] = {**self.other, "mvq_format": FORMAT_VERSION, "tokenizer": to_dict(self.tokenizer),
                              "prior": to_dict(self.prior) if self.prior is not None else None}
-        for key in ("training", "prior_training", "metrics", "eval"):
+        if self.maskgit_prior is not None:  # absent otherwise, as older folders are
+            d["maskgit_prior"] = to_dict(self.maskgit_prior)
+        for key in RECORDS:
             if getattr(self, key) is not None:
                 d[key] = to_dict(getattr(self, key))
         return d
 
     @property
     def hash(self) -> str:
-        """Short stable hash of the networks' configs (tokenizer and prior), stored in token manifests."""
-        return config_hash({"tokenizer": to_dict(self.tokenizer),
-                            "prior": to_dict(self.prior) if self.prior is not None else None})
+        """Short stable hash of the networks' configs (tokenizer and priors), stored in token manifests."""
+        d = {"tokenizer": to_dict(self.tokenizer), "prior": to_dict(self.prior) if self.prior is not None else None}
+        if self.maskgit_prior is not None:  # a folder without one keeps the hash it had
+            d["maskgit_prior"] = to_dict(self.maskgit_prior)
+        return config_hash(d)
 
 
 def to_dict(cfg: Any) -> dict:

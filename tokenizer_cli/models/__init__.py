@@ -1,4 +1,5 @@
 from .autoencoder import Tokenizer
+from .maskgit import MaskGITPrior
 from .prior import Prior
 
-__all__ = ["Prior", "Tokenizer"]
+__all__ = ["MaskGITPrior", "Prior", "Tokenizer"]
