@@ -173,6 +173,10 @@ class PriorConfig:
             raise ConfigError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
 
 
+MASKGIT_STEPS = 8  # default decoding passes (capped at T): MaskGIT's ImageNet setting
+MASKGIT_CHOICE_TEMPERATURE = 4.5  # default Gumbel noise on the confidence at the first step (maskgit, 1d-tokenizer)
+
+
 @dataclass
 class MaskGITConfig(PriorConfig):
     """The MaskGIT prior (config.json "maskgit_prior"): a bidirectional Transformer of the same shape, the
@@ -270,6 +274,24 @@ class EvalResult:
     command: str | None = None
 
 
+@dataclass(frozen=True)
+class PriorKind:
+    """Where a prior kind lives in a model folder, and what the commands call it."""
+
+    name: str  # `mvq train prior --kind`, `mvq sample --sampler`
+    title: str  # in messages
+    key: str  # its ModelConfig field and config.json section
+    record: str  # the config.json record of its training
+    file: str  # its weights
+    checkpoints: str  # its training run's checkpoints (resumable), under the model folder
+
+
+PRIOR_KINDS = {
+    "ar": PriorKind("ar", "AR prior", "prior", "prior_training", "prior.safetensors", "checkpoints-prior"),
+    "maskgit": PriorKind("maskgit", "MaskGIT prior", "maskgit_prior", "maskgit_prior_training",
+                         "prior-maskgit.safetensors", "checkpoints-maskgit"),
+}
+
 RECORDS = ("training", "prior_training", "metrics", "eval", "maskgit_prior_training")  # ModelConfig's records
 
 
@@ -314,13 +336,19 @@ class ModelConfig:
         cfg.check()
         return cfg
 
+    @property
+    def prior_kinds(self) -> list[str]:
+        """The kinds of prior the folder holds ("ar", "maskgit"), in that order."""
+        return [name for name, kind in PRIOR_KINDS.items() if getattr(self, kind.key) is not None]
+
     def check(self) -> None:
         """Every record holds its fields' types, and each prior models this tokenizer's tokens (and masks)."""
         for key in RECORDS:
             if getattr(self, key) is not None:
                 _check_record(getattr(self, key), key)
         t = self.tokenizer
-        for what, p in (("the AR prior", self.prior), ("the MaskGIT prior", self.maskgit_prior)):
+        for kind in PRIOR_KINDS.values():
+            p, what = getattr(self, kind.key), f"the {kind.title}"
             if p is None:
                 continue
             if p.vocab_size != t.quantizer.vocab_size or p.tokens != t.tokens:

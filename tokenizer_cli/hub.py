@@ -1,9 +1,10 @@
 """Model folders in the Hugging Face Hub layout, and resolving `--model`.
 
-A model folder holds config.json, tokenizer.safetensors, optionally prior.safetensors,
-and README.md (the model card). `--model` is tried, in order, as a local folder, the
-name of a default shipped in weights/, and a Hub repo id (owner/name[@revision]) that
-huggingface_hub resolves through its cache (honouring HF_HUB_OFFLINE and HF_TOKEN).
+A model folder holds config.json, tokenizer.safetensors, optionally prior.safetensors (the
+autoregressive prior) and prior-maskgit.safetensors (the MaskGIT prior), and README.md (the model
+card). `--model` is tried, in order, as a local folder, the name of a default shipped in weights/,
+and a Hub repo id (owner/name[@revision]) that huggingface_hub resolves through its cache
+(honouring HF_HUB_OFFLINE and HF_TOKEN).
 Nothing is ever unpickled.
 """
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 from safetensors import SafetensorError
 
-from .config import ConfigError, ModelConfig, to_dict
+from .config import PRIOR_KINDS, ConfigError, ModelConfig, to_dict
 from .files import atomic_write, current_umask
 
 if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --help` starts without torch
@@ -248,14 +249,16 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | None = None,
-                  card: str | None = None, name: str | None = None, **records) -> Path:
+                  card: str | None = None, name: str | None = None, maskgit_prior: torch.nn.Module | None = None,
+                  **records) -> Path:
     """Write (or update) a model folder; files are replaced atomically one by one.
 
-    `records` replace config.json's records of that name (training, prior_training, metrics, eval; None
-    removes one); the others, sections mvq does not know, and a prior not given here stay as the folder had
-    them, the prior only if the folder's tokenizer is this one (else it goes, with its records). README.md is
-    the card written from the new config.json, titled `name` (default: the folder's name), unless `card` is
-    given. Nothing is written unless the whole new config checks out."""
+    `records` replace config.json's records of that name (training, prior_training, maskgit_prior_training,
+    metrics, eval; None removes one); the others, sections mvq does not know, and a prior (AR `prior` or
+    `maskgit_prior`) not given here stay as the folder had them, a prior only if the folder's tokenizer is this
+    one (else it goes, with its records). README.md is the card written from the new config.json, titled `name`
+    (default: the folder's name), unless `card` is given. Nothing is written unless the whole new config
+    checks out."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -263,22 +266,28 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
     old = read_config(folder) if (folder / "config.json").exists() else None
     cfg = dataclasses.replace(old, tokenizer=tokenizer.cfg) if old is not None else ModelConfig(tokenizer.cfg)
     cfg = dataclasses.replace(cfg, **records)
-    if prior is not None:
-        cfg.prior = prior.cfg
+    given = {"ar": prior, "maskgit": maskgit_prior}
+    for kind_name, module in given.items():
+        if module is not None:
+            setattr(cfg, PRIOR_KINDS[kind_name].key, module.cfg)
     # A prior the folder holds models the tokens of the tokenizer it was trained with: it stays only beside
     # that tokenizer. Beside another one (same vocabulary or not) it would sample wrong images silently.
-    drop_prior = prior is None and old is not None and old.prior is not None \
-        and not _holds_tokenizer(folder, old, tokenizer)
-    if drop_prior:
-        cfg = dataclasses.replace(cfg, prior=None, prior_training=None, eval=None)
+    kept = [name for name in (old.prior_kinds if old is not None else []) if given[name] is None]
+    dropped = [] if not kept or _holds_tokenizer(folder, old, tokenizer) else kept
+    for kind_name in dropped:
+        kind = PRIOR_KINDS[kind_name]
+        cfg = dataclasses.replace(cfg, **{kind.key: None, kind.record: None})
+        if kind_name == "ar":  # the evaluation's generation FD is the AR prior's
+            cfg = dataclasses.replace(cfg, eval=None)
     cfg.check()
     cfg.check_rewritable()  # before any file is replaced
     atomic_write(folder / "tokenizer.safetensors", lambda p: save_file(_state(tokenizer), p))
-    if prior is not None:
-        atomic_write(folder / "prior.safetensors", lambda p: save_file(_state(prior), p))
+    for kind_name, module in given.items():
+        if module is not None:
+            atomic_write(folder / PRIOR_KINDS[kind_name].file, lambda p, m=module: save_file(_state(m), p))
     write_config(folder, cfg, card=card is None, name=name)
-    if drop_prior:
-        (folder / "prior.safetensors").unlink(missing_ok=True)  # after config.json no longer names a prior
+    for kind_name in dropped:  # after config.json no longer names it
+        (folder / PRIOR_KINDS[kind_name].file).unlink(missing_ok=True)
     if card is not None:
         atomic_write(folder / "README.md", lambda p: Path(p).write_text(card))
     return folder
@@ -298,8 +307,8 @@ def push_folder(folder: Path, repo_id: str, private: bool = False, revision: str
 
 
 # What `mvq train`, `mvq eval` and scripts/compare.py write into a model folder; anything else is the user's.
-MODEL_ENTRIES = frozenset({"config.json", "tokenizer.safetensors", "prior.safetensors", "README.md", "checkpoints",
-                           "checkpoints-prior", "eval.json"})
+MODEL_ENTRIES = frozenset({"config.json", "tokenizer.safetensors", "README.md", "checkpoints", "eval.json"}
+                          | {k.file for k in PRIOR_KINDS.values()} | {k.checkpoints for k in PRIOR_KINDS.values()})
 ATOMIC_TEMP = re.compile(r"^\..+\.tmp-\d+$")  # files.atomic_write's temp files, left by a kill
 
 

@@ -48,19 +48,44 @@ def decode_tokens(tokenizer, ids: np.ndarray, masks: np.ndarray | None = None, b
         yield to_uint8(images.float().cpu())
 
 
-@torch.inference_mode()
-def sample_tokens(prior, tokenizer, n: int, temperature: float = 1.0, top_k: int | None = None,
-                  top_p: float | None = None, seed: int | None = 0, label: int | None = None,
-                  mask_temperature: float = 1.0, mask_sampling: str = "prior", batch_size: int = 1024,
-                  graph: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """n token rows (n, T) from the prior and, for MVQ with sampled masks, their drawn masks (n, T).
+def sampler_options(prior, steps: int | None = None, choice_temperature: float | None = None,
+                    guidance_scale: float = 0.0, graph: bool = False) -> dict:
+    """Of the sampling options given, those of this prior's sampler, for `sample_tokens`: the MaskGIT prior's
+    (steps, from 1 to T; choice_temperature; guidance_scale) or the AR prior's (graph). Another sampler's option,
+    or steps out of range, is one line (BadArgument)."""
+    from .config import MaskGITConfig
+    from .data import BadArgument
 
-    The prior samples `batch_size` sequences at a time (KV cache); the same seed gives the same rows. Masks
-    come from the prior's mask head ("prior", where it has one), the tokenizer's p(m | k) ("learned") or
+    if not isinstance(prior.cfg, MaskGITConfig):
+        given = [name for name, value in (("steps", steps), ("choice_temperature", choice_temperature),
+                                          ("guidance_scale", guidance_scale)) if value]
+        if given:
+            raise BadArgument(given[0], "is an option of the MaskGIT sampler, but the sampler is the AR prior "
+                                        "(choose the sampler maskgit)")
+        return {"graph": graph}
+    if graph:
+        raise BadArgument("graph", "compiles the AR prior's steps; the MaskGIT sampler has none")
+    T = prior.cfg.tokens
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T):
+        raise BadArgument("steps", f"must be a whole number from 1 to {T} (the model's tokens per image), got {steps!r}")
+    options = {"steps": steps, "guidance_scale": guidance_scale}
+    if choice_temperature is not None:
+        options["choice_temperature"] = choice_temperature
+    return options
+
+
+@torch.inference_mode()
+def sample_tokens(prior, tokenizer, n: int, seed: int | None = 0, label: int | None = None,
+                  mask_temperature: float = 1.0, mask_sampling: str = "prior", batch_size: int = 1024,
+                  **sampling) -> tuple[np.ndarray, np.ndarray | None]:
+    """n token rows (n, T) from a prior (AR or MaskGIT) and, for MVQ with sampled masks, their drawn masks (n, T).
+
+    The prior samples `batch_size` sequences at a time with its own `sampling` options (temperature, top_k,
+    top_p; AR: graph; MaskGIT: steps, choice_temperature, guidance_scale); the same seed gives the same rows.
+    Masks come from the prior's mask head ("prior", where it has one), the tokenizer's p(m | k) ("learned") or
     are uniform; "prior" falls back to "learned" for a prior without a mask head."""
-    ids, masks = prior.generate(n, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, labels=label,
-                                batch_size=min(n, batch_size), mask_temperature=mask_temperature, return_masks=True,
-                                graph=graph)
+    ids, masks = prior.generate(n, seed=seed, labels=label, batch_size=min(n, batch_size),
+                                mask_temperature=mask_temperature, return_masks=True, **sampling)
     if masks is not None and mask_sampling == "prior":
         return ids.cpu().numpy(), masks.cpu().numpy()
     masks = None

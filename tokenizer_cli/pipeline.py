@@ -5,7 +5,7 @@
     pipe = Pipeline.from_pretrained("mvq-fmnist-t2")        # shipped name, local folder or owner/name[@rev]
     tokens = pipe.encode(images)                            # PIL images, uint8 arrays or a float tensor
     images = pipe.decode(tokens)                            # PIL images (exact with MVQ's stored masks)
-    samples = pipe.sample(16, temperature=1.0, seed=0)      # PIL images from the prior
+    samples = pipe.sample(16, temperature=1.0, seed=0)      # PIL images from the prior (AR, or sampler="maskgit")
     pipe.save_pretrained("my-model"); pipe.push_to_hub("me/my-model", private=True)
 
 The names and behaviour follow huggingface_hub's ModelHubMixin (config from dataclasses, safetensors,
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from .config import EvalResult, ModelConfig
-    from .models import Prior, Tokenizer
+    from .models import MaskGITPrior, Prior, Tokenizer
 
 
 @dataclass
@@ -48,15 +48,44 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 class Pipeline:
-    """A tokenizer (images <-> tokens) and, optionally, a prior over its tokens, with their config.json."""
+    """A tokenizer (images <-> tokens) and, optionally, priors over its tokens (an autoregressive one, `prior`,
+    a MaskGIT one, `maskgit_prior`, or both), with their config.json."""
 
     def __init__(self, tokenizer: Tokenizer, prior: Prior | None = None, config: ModelConfig | None = None,
-                 source: str = "", folder: Path | None = None):
+                 source: str = "", folder: Path | None = None, maskgit_prior: MaskGITPrior | None = None):
         from .config import ModelConfig
 
-        self.tokenizer, self.prior = tokenizer.eval(), prior.eval() if prior is not None else None
-        self.config = config if config is not None else ModelConfig(tokenizer.cfg, prior.cfg if prior else None)
-        self.source, self.folder = source, folder
+        self.tokenizer = tokenizer.eval()
+        self.prior = prior.eval() if prior is not None else None
+        self.maskgit_prior = maskgit_prior.eval() if maskgit_prior is not None else None
+        if config is None:
+            config = ModelConfig(tokenizer.cfg, prior.cfg if prior else None,
+                                 maskgit_prior=maskgit_prior.cfg if maskgit_prior else None)
+        self.config, self.source, self.folder = config, source, folder
+
+    @property
+    def priors(self) -> dict[str, Prior | MaskGITPrior]:
+        """The priors loaded, by kind ("ar", "maskgit")."""
+        return {name: p for name, p in (("ar", self.prior), ("maskgit", self.maskgit_prior)) if p is not None}
+
+    def sampler(self, kind: str | None = None) -> Prior | MaskGITPrior:
+        """The prior that samples: `kind` ("ar" or "maskgit"), or by default the AR prior where there is one,
+        else the MaskGIT prior. One line (BadCheckpoint, BadArgument) when there is none of that kind."""
+        from .config import PRIOR_KINDS
+        from .data import BadArgument
+        from .hub import BadCheckpoint
+
+        if kind is not None and kind not in PRIOR_KINDS:
+            raise BadArgument("sampler", f"must be one of {', '.join(PRIOR_KINDS)}, got {kind!r}")
+        if not self.priors:
+            raise BadCheckpoint(f"model {self.source!r} has no prior (train one with `mvq train prior`)")
+        if kind is None:
+            return next(iter(self.priors.values()))
+        if kind not in self.priors:
+            have = ", ".join(self.priors)
+            raise BadArgument("sampler", f"model {self.source!r} has no {PRIOR_KINDS[kind].title} (it has: {have}; "
+                                         f"train one with `mvq train prior --kind {kind}`)")
+        return self.priors[kind]
 
     # ------------------------------------------------------------ loading and saving
 
@@ -70,10 +99,12 @@ class Pipeline:
         config.json is checked field by field before anything is allocated.
 
         ModelHubMixin.from_pretrained is not used: mvq resolves shipped names between local folders and
-        the Hub, loads two modules from one folder, and validates the config before building either.
-        load_prior=False loads the tokenizer alone (to train a new prior, say)."""
+        the Hub, loads up to three modules from one folder, and validates the config before building any.
+        load_prior=False loads the tokenizer alone (to train a new prior, say); need_prior requires a prior
+        (of either kind)."""
+        from .config import PRIOR_KINDS
         from .hub import BadCheckpoint, load_weights, read_config, resolve_model
-        from .models import Prior, Tokenizer
+        from .models import MaskGITPrior, Prior, Tokenizer
 
         name = str(name_or_path)
         if revision is not None:
@@ -82,19 +113,20 @@ class Pipeline:
         cfg = read_config(folder)
         tokenizer = Tokenizer(cfg.tokenizer)
         load_weights(tokenizer, folder / "tokenizer.safetensors")
-        prior = None
-        if cfg.prior is not None and load_prior:
-            prior = Prior(cfg.prior)
-            load_weights(prior, folder / "prior.safetensors")
-        elif need_prior:
+        priors = {}
+        for kind, model_class in (("ar", Prior), ("maskgit", MaskGITPrior)):
+            if load_prior and kind in cfg.prior_kinds:
+                priors[kind] = model_class(getattr(cfg, PRIOR_KINDS[kind].key))
+                load_weights(priors[kind], folder / PRIOR_KINDS[kind].file)
+        if need_prior and not priors:
             raise BadCheckpoint(f"model {name!r} has no prior (train one with `mvq train prior`)")
-        return cls(tokenizer, prior, cfg, name, folder).to(device)
+        return cls(tokenizer, priors.get("ar"), cfg, name, folder, priors.get("maskgit")).to(device)
 
     def to(self, device: str | torch.device) -> Pipeline:
         dev = resolve_device(device)
         self.tokenizer.to(dev)
-        if self.prior is not None:
-            self.prior.to(dev)
+        for prior in self.priors.values():
+            prior.to(dev)
         return self
 
     @property
@@ -103,16 +135,19 @@ class Pipeline:
 
     def save_pretrained(self, folder: str | Path, card: str | None = None) -> Path:
         """Write config.json (with this model's training and evaluation records), tokenizer.safetensors,
-        prior.safetensors (if any) and README.md (the model card, or `card`)."""
+        prior.safetensors and prior-maskgit.safetensors (those it has) and README.md (the model card, or `card`)."""
         from .hub import save_pipeline
 
         c = self.config
         records = {"training": c.training, "metrics": c.metrics}
         if self.prior is not None or c.prior is None:
             records.update(prior_training=c.prior_training, eval=c.eval)
-        # else (loaded without its prior): the folder's own prior records stay with its prior, which stays
+        if self.maskgit_prior is not None or c.maskgit_prior is None:
+            records.update(maskgit_prior_training=c.maskgit_prior_training)
+        # else (loaded without its priors): the folder's own prior records stay with its priors, which stay
         # only beside this same tokenizer (save_pipeline)
-        return save_pipeline(Path(folder), self.tokenizer, self.prior, card=card, **records)
+        return save_pipeline(Path(folder), self.tokenizer, self.prior, card=card, maskgit_prior=self.maskgit_prior,
+                             **records)
 
     def push_to_hub(self, repo_id: str, private: bool = False, revision: str | None = None) -> str:
         """Save to a temporary folder and upload it with huggingface_hub; returns the commit URL."""
@@ -227,28 +262,35 @@ class Pipeline:
 
     def sample_tokens(self, n: int, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                       seed: int | None = 0, label: int | None = None, mask_temperature: float = 1.0,
-                      mask_sampling: str = "prior") -> Tokens:
-        """n token rows from the prior (with a KV cache), and drawn masks for MVQ with sampled masks."""
-        from .hub import BadCheckpoint
-        from .inference import sample_tokens
+                      mask_sampling: str = "prior", sampler: str | None = None, steps: int | None = None,
+                      choice_temperature: float | None = None, guidance_scale: float = 0.0) -> Tokens:
+        """n token rows from a prior, and drawn masks for MVQ with sampled masks.
 
-        if self.prior is None:
-            raise BadCheckpoint(f"model {self.source!r} has no prior (train one with `mvq train prior`)")
-        ids, masks = sample_tokens(self.prior, self.tokenizer, n, temperature, top_k, top_p, seed, label,
-                                   mask_temperature, mask_sampling)
+        sampler: "ar" (one position at a time, with a KV cache) or "maskgit" (parallel decoding in `steps`
+        passes, default min(8, T); `choice_temperature`, default 4.5, is the Gumbel noise on which draws are
+        kept; `guidance_scale` > 0 is classifier-free guidance for a class-conditional prior); default: the AR
+        prior where the model has one, else the MaskGIT prior."""
+        from .inference import sample_tokens, sampler_options
+
+        prior = self.sampler(sampler)
+        options = sampler_options(prior, steps, choice_temperature, guidance_scale)
+        ids, masks = sample_tokens(prior, self.tokenizer, n, seed, label, mask_temperature, mask_sampling,
+                                   temperature=temperature, top_k=top_k, top_p=top_p, **options)
         return Tokens(ids.astype(np.int64), None if masks is None else masks.astype(np.int64))
 
     def sample(self, n: int, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                seed: int | None = 0, label: int | None = None, mask_temperature: float = 1.0,
-               mask_sampling: str = "prior", output: str = "pil"):
-        """n images sampled from the prior: tokens first, then decoded (see `decode` for `output`)."""
-        return self.decode(self.sample_tokens(n, temperature, top_k, top_p, seed, label, mask_temperature,
-                                              mask_sampling), output=output)
+               mask_sampling: str = "prior", output: str = "pil", sampler: str | None = None,
+               steps: int | None = None, choice_temperature: float | None = None, guidance_scale: float = 0.0):
+        """n images sampled from a prior (see `sample_tokens`), then decoded (see `decode` for `output`)."""
+        tokens = self.sample_tokens(n, temperature, top_k, top_p, seed, label, mask_temperature, mask_sampling,
+                                    sampler, steps, choice_temperature, guidance_scale)
+        return self.decode(tokens, output=output)
 
     def __repr__(self) -> str:
         q = self.tokenizer.cfg.quantizer
         return (f"Pipeline({self.source or 'unsaved'!r}: {q.describe()}, {self.tokenizer.tokens_per_image} tokens, "
-                f"vocabulary {self.tokenizer.vocab_size}, prior {'yes' if self.prior is not None else 'no'})")
+                f"vocabulary {self.tokenizer.vocab_size}, priors {', '.join(self.priors) or 'none'})")
 
 
 def _images_out(images: np.ndarray, output: str):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import TrainingRecord, to_dict
+from .config import PRIOR_KINDS, TrainingRecord, to_dict
 from .data import BadArgument, InputError
 from .datasets import FASHION, fashion_labels, load_images
 from .files import check_writable
@@ -144,8 +144,10 @@ def train_tokenizer(model, images: np.ndarray, cfg: TrainConfig, run_dir: Path, 
 def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: TrainConfig, run_dir: Path,
                 device: torch.device, resume: bool = False, on_step: StepCallback | None = None,
                 masks: np.ndarray | None = None) -> dict:
-    """Fit a Prior to token rows (N, T) by next-token cross-entropy (and their masks (N, T), for a prior
-    with a mask head)."""
+    """Fit a prior to token rows (N, T) (and their masks (N, T), for a prior with a mask head): an AR Prior by
+    next-token cross-entropy, a MaskGITPrior by cross-entropy on the positions it masks."""
+    from .models import MaskGITPrior
+
     torch.manual_seed(cfg.seed)
     data = torch.from_numpy(tokens.astype(np.int64))
     mask_data = torch.from_numpy(masks.astype(np.int64)) if masks is not None else None
@@ -157,10 +159,13 @@ def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: Train
         tokens = data[idx].to(device)
         m = mask_data[idx].to(device) if mask_data is not None else None
         # Through the (DDP) wrapper's forward, so gradients are averaged over ranks.
+        if maskgit:
+            return prior.loss(tokens, y, m, net=net), {}
         return sequence_loss(net(tokens, y, m), tokens, m), {}
 
+    maskgit = isinstance(prior, MaskGITPrior)
     return _run(prior, step_loss, len(data), cfg, Path(run_dir), "prior", device, resume, on_step,
-                {"kind": "prior"})
+                {"kind": "maskgit-prior" if maskgit else "prior"})
 
 
 def resume_step(run_dir: Path, resume: bool) -> int:
@@ -195,22 +200,26 @@ def check_tokenizer_out(out: Path, resume: bool, overwrite: bool) -> None:
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # an older run's state must not mix with this one's
 
 
-def check_prior_out(model: Path, run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """An existing prior is replaced only with --overwrite; --resume needs a checkpoint to resume from. (A run
-    that starts afresh must then remove an older run's checkpoints, once its data and model are good.)"""
+def check_prior_out(model: Path, kind: str, resume: bool, overwrite: bool) -> Path:
+    """An existing prior of this kind ("ar", "maskgit") is replaced only with --overwrite; --resume needs a
+    checkpoint to resume from. Returns the run's checkpoint folder. (A run that starts afresh must then remove
+    an older run's checkpoints, once its data and model are good.)"""
     check_writable(folders=[model])
     cfg = read_config(model)
     cfg.check_rewritable()  # before training: its config.json could not be rewritten at the end
+    where = PRIOR_KINDS[kind]
+    run_dir = model / where.checkpoints
     ckpt = latest_checkpoint(run_dir)
     if resume:
         if ckpt is None:
             raise InputError(f"{model}: nothing to resume (no checkpoint in {run_dir}); train without --resume")
-        return
-    if not overwrite and (cfg.prior is not None or (model / "prior.safetensors").exists()):
-        raise InputError(f"{model} already has a prior (prior.safetensors): pass --overwrite to replace it")
+        return run_dir
+    if not overwrite and (getattr(cfg, where.key) is not None or (model / where.file).exists()):
+        raise InputError(f"{model} already has its {where.title} ({where.file}): pass --overwrite to replace it")
     if not overwrite and ckpt is not None:
-        raise InputError(f"{model} holds an interrupted prior run ({ckpt}): pass --resume to continue it or "
-                         "--overwrite to start again")
+        raise InputError(f"{model} holds an interrupted run of its {where.title} ({ckpt}): pass --resume to "
+                         "continue it or --overwrite to start again")
+    return run_dir
 
 
 def training_record(cfg: TrainConfig, result: dict, data: str, device: torch.device | str,

@@ -28,10 +28,11 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, max=65536, h
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 def one_of(*values: str) -> Callable[[str], str]:
-    """A Typer option callback that accepts only `values` (a usage error otherwise, exit code 2)."""
+    """A Typer option callback that accepts only `values`, or None for an option left out (a usage error
+    otherwise, exit code 2)."""
 
-    def check(value: str) -> str:
-        if value not in values:
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in values:
             raise typer.BadParameter(f"must be one of {', '.join(values)}; got {value!r}")
         return value
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
+from ..config import PRIOR_KINDS, QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
 from ..datasets import FASHION, load_images
 from ..hub import save_pipeline, swap_in
 from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, one_of, pick_device, progress_bar
@@ -120,7 +120,8 @@ def tokenizer(
 @app.command("prior", no_args_is_help=True)
 @cli_command
 def prior(
-    model: Annotated[Path, typer.Argument(help="Model folder whose tokenizer the prior models; prior.safetensors is written into it.")],
+    model: Annotated[Path, typer.Argument(help="Model folder whose tokenizer the prior models; the prior is written into it (prior.safetensors, or prior-maskgit.safetensors for --kind maskgit).")],
+    kind: Annotated[str, typer.Option("--kind", callback=one_of(*PRIOR_KINDS), help="ar: GPT-style, one token at a time | maskgit: bidirectional, parallel decoding in a few steps. A folder may hold one of each.")] = "ar",
     data: DataOpt = FASHION,
     tokens_file: Annotated[Path | None, typer.Option("--tokens-file", help="Train on a tokens.npy from `mvq encode` instead of --data.")] = None,
     classes: Annotated[bool, typer.Option("--classes", help="Class-conditional prior (Fashion-MNIST labels).")] = False,
@@ -133,20 +134,20 @@ def prior(
     seed: SeedOpt = 0,
     checkpoint_every: CkptOpt = 1000,
     resume: ResumeOpt = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model's prior if it has one.")] = False,
-    mask_head: Annotated[bool, typer.Option("--mask-head/--no-mask-head", help="MVQ with sampled masks: the prior also predicts each token's mask from the sequence so far and its code (otherwise `mvq sample` draws masks from the tokenizer's p(m | k)).")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model's prior of this --kind if it has one.")] = False,
+    mask_head: Annotated[bool, typer.Option("--mask-head/--no-mask-head", help="MVQ with sampled masks: the prior also predicts each token's mask from the sequence and its code (otherwise `mvq sample` draws masks from the tokenizer's p(m | k)).")] = True,
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
 ) -> None:
-    """Train a GPT-style prior over the tokens of a model's tokenizer.
+    """Train a prior over the tokens of a model's tokenizer: GPT-style (--kind ar) or MaskGIT (--kind maskgit).
 
     Runs data-parallel under `torchrun --nproc_per_node N -m tokenizer_cli train prior ...`."""
     import torch
 
     from .. import distributed
-    from ..config import PriorConfig
+    from ..config import MaskGITConfig, PriorConfig
     from ..hub import load_pipeline
-    from ..models.prior import Prior
+    from ..models import MaskGITPrior, Prior
     from ..train import (TrainConfig, check_prior_out, prior_training_data, resume_step, train_prior,
                          training_record)
 
@@ -155,36 +156,42 @@ def prior(
         fail(f"{model} is not a model folder (no config.json); train a tokenizer first")
     if n_embd % n_head:
         fail(f"--width {n_embd} must be a multiple of --heads {n_head}")
-    run_dir = model / "checkpoints-prior"
+    where = PRIOR_KINDS[kind]
+    run_dir = model / where.checkpoints
     if distributed.is_main():
-        check_prior_out(model, run_dir, resume, overwrite)
+        check_prior_out(model, kind, resume, overwrite)
     distributed.barrier()
     pipe = load_pipeline(str(model), dev, load_prior=False)  # the old prior is replaced, or its file may be gone
     tok = pipe.tokenizer
     ids, masks, labels, source = prior_training_data(pipe, data, tokens_file, classes, mask_head, progress_bar)
-    pcfg = PriorConfig(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
-                       n_embd=n_embd, num_classes=10 if classes else 0,
-                       num_masks=tok.num_masks if masks is not None else 0)
+    config_class, model_class = (PriorConfig, Prior) if kind == "ar" else (MaskGITConfig, MaskGITPrior)
+    pcfg = config_class(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
+                        n_embd=n_embd, num_classes=10 if classes else 0,
+                        num_masks=tok.num_masks if masks is not None else 0)
     torch.manual_seed(seed)
-    net = Prior(pcfg)
+    net = model_class(pcfg)
     tcfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                        precision=precision)
     if distributed.is_main():
-        console.print(f"training prior: {net.num_parameters():,} parameters over {len(ids):,} sequences of "
+        console.print(f"training {where.title}: {net.num_parameters():,} parameters over {len(ids):,} sequences of "
                       f"{pcfg.tokens} tokens (vocabulary {pcfg.vocab_size}"
                       + (f", and a head for their {pcfg.num_masks} masks" if pcfg.num_masks else "")
                       + f"), {dev} x {distributed.world_size()}")
     if not resume and distributed.is_main():
         shutil.rmtree(run_dir, ignore_errors=True)  # only now that data and model are good: an older run's state goes
     distributed.barrier()
-    with progress_bar("train prior", steps, resume_step(run_dir, resume)) as bar:
+    with progress_bar(f"train {where.title}", steps, resume_step(run_dir, resume)) as bar:
         result = train_prior(net, ids, labels, tcfg, run_dir, dev, resume=resume,
                              on_step=lambda step, s: bar.advance(loss=s["loss"]), masks=masks)
     if not distributed.is_main():  # rank 0 alone writes the model folder
         distributed.cleanup()
         return
     record = training_record(tcfg, result, source, dev, command="mvq " + shlex.join(sys.argv[1:]), final_loss=True)
-    save_pipeline(model, tok.cpu(), net.cpu(), prior_training=record, eval=None)  # an older prior's FD no longer holds
+    if kind == "ar":  # an older AR prior's generation FD no longer holds
+        save_pipeline(model, tok.cpu(), net.cpu(), prior_training=record, eval=None)
+    else:  # the other prior, beside the same tokenizer, stays
+        save_pipeline(model, tok.cpu(), maskgit_prior=net.cpu(), maskgit_prior_training=record)
     shutil.rmtree(run_dir, ignore_errors=True)
-    console.print(f"wrote {model / 'prior.safetensors'}: final loss {result['loss']:.3f} nats/token")
+    console.print(f"wrote {model / where.file}: final loss {result['loss']:.3f} nats/token"
+                  + (" (on the masked positions)" if kind == "maskgit" else ""))
     distributed.cleanup()

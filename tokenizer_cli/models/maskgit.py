@@ -20,14 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import MaskGITConfig
+from ..config import MASKGIT_CHOICE_TEMPERATURE, MASKGIT_STEPS, MaskGITConfig
 from .parallel_decode import decode
 from .prior import Block, init_weights, mask_head
 from .sampling import check_labels, check_sampling, draw, new_generator
-
-DEFAULT_STEPS = 8  # decoding passes (capped at T); MaskGIT's ImageNet setting
-DEFAULT_CHOICE_TEMPERATURE = 4.5  # Gumbel noise on the confidence at the first step (maskgit, 1d-tokenizer)
-
 
 def _finite_non_negative(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
@@ -167,7 +163,7 @@ class MaskGITPrior(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
-        choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
+        choice_temperature: float = MASKGIT_CHOICE_TEMPERATURE,
         seed: int | None = None,
         labels=None,
         guidance_scale: float = 0.0,
@@ -186,7 +182,7 @@ class MaskGITPrior(nn.Module):
         """
         check_sampling(n, temperature, top_k, top_p, batch_size, mask_temperature)
         T = self.cfg.tokens
-        steps = min(DEFAULT_STEPS, T) if steps is None else steps
+        steps = min(MASKGIT_STEPS, T) if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
             raise ValueError(f"steps must be an integer from 1 to {T} (the tokens per image), got {steps!r}")
         if not _finite_non_negative(choice_temperature):
