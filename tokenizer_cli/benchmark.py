@@ -17,15 +17,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_generate(prior, batch: int, repeats: int, use_cache: bool = True, graph: bool = False) -> float:
-    """Median seconds for one call of prior.generate(batch), after one warm-up call (which compiles, with graph)."""
+def time_generate(prior, batch: int, repeats: int, **options) -> float:
+    """Median seconds for one call of prior.generate(batch, **options), after one warm-up call (which compiles,
+    with the AR prior's graph=True)."""
     device = next(prior.parameters()).device
-    prior.generate(batch, seed=0, use_cache=use_cache, graph=graph)
+    prior.generate(batch, seed=0, **options)
     _sync(device)
     times = []
     for r in range(repeats):
         t0 = time.perf_counter()
-        prior.generate(batch, seed=r + 1, use_cache=use_cache, graph=graph)
+        prior.generate(batch, seed=r + 1, **options)
         _sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
@@ -40,13 +41,20 @@ def quality(cfg: ModelConfig) -> tuple[str, float | None]:
     return "-", None
 
 
+def _describe(name: str, pipe, prior) -> dict:
+    tok = pipe.tokenizer
+    return {"model": name, "quantizer": tok.cfg.quantizer.kind, "description": tok.cfg.quantizer.describe(),
+            "tokens": tok.tokens_per_image, "vocab": tok.vocab_size,
+            "image": f"{tok.cfg.image_size}x{tok.cfg.image_size}x{tok.cfg.channels}",  # speed-ups compare like with like
+            "prior_params": prior.num_parameters()}
+
+
 def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64), no_cache: bool = True,
             graph: bool = False) -> dict:
+    """Sampling times of the model's AR prior (KV cache; also without, and as compiled graphs, if asked)."""
     prior, tok = pipe.prior, pipe.tokenizer
     metric, value = quality(pipe.config)
-    row = {"model": name, "quantizer": tok.cfg.quantizer.kind, "description": tok.cfg.quantizer.describe(), "tokens": tok.tokens_per_image, "vocab": tok.vocab_size,
-           "image": f"{tok.cfg.image_size}x{tok.cfg.image_size}x{tok.cfg.channels}",  # speed-ups compare like with like
-           "prior_params": prior.num_parameters(), "quality_metric": metric, "quality": value}
+    row = {**_describe(name, pipe, prior), "quality_metric": metric, "quality": value}
     for b in batch_sizes:
         row[f"ms_per_image_b{b}"] = time_generate(prior, b, repeats) / b * 1000
     big = max(batch_sizes)
@@ -57,6 +65,20 @@ def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64
             row[f"ms_per_image_b{b}_graph"] = time_generate(prior, b, repeats, graph=True) / b * 1000
     if no_cache:
         row[f"ms_per_image_b{big}_no_cache"] = time_generate(prior, big, repeats, use_cache=False) / big * 1000
+    return row
+
+
+def measure_maskgit(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64),
+                    steps: int | None = None) -> dict:
+    """Sampling times of the model's MaskGIT prior, decoding in `steps` passes (default min(8, T); capped at T)."""
+    from .config import MASKGIT_STEPS
+
+    prior = pipe.maskgit_prior
+    steps = min(steps or MASKGIT_STEPS, prior.cfg.tokens)
+    row = {**_describe(name, pipe, prior), "sampler": "maskgit", "steps": steps}
+    for b in batch_sizes:
+        row[f"ms_per_image_b{b}"] = time_generate(prior, b, repeats, steps=steps) / b * 1000
+    row["images_per_s"] = 1000 / row[f"ms_per_image_b{max(batch_sizes)}"]
     return row
 
 

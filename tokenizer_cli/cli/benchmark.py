@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from ..config import MASKGIT_STEPS
 from ..files import atomic_write
 from ..hub import load_pipeline, read_config, shipped_models, shipped_root
 from .common import DeviceOpt, JsonOpt, console, fail, pick_device, stdout_console
@@ -18,12 +19,12 @@ if TYPE_CHECKING:
 
 
 def _candidates(tokens: int) -> list[str]:
-    """Shipped models with a prior at T = tokens, plus VQ models with more tokens (the baselines)."""
+    """Shipped models with a prior (of either kind) at T = tokens, plus VQ models with more tokens (the baselines)."""
     names = []
     for name in shipped_models():
         cfg = read_config(shipped_root() / name)
         t, kind = cfg.tokenizer.tokens, cfg.tokenizer.quantizer.kind
-        if cfg.prior is not None and (t == tokens or (kind == "vq" and t > tokens)):
+        if cfg.prior_kinds and (t == tokens or (kind == "vq" and t > tokens)):
             names.append(name)
     return names
 
@@ -32,39 +33,65 @@ def benchmark(
     tokens: Annotated[int, typer.Option("--tokens", "-t", help="Tokens per image of the models to compare.")] = 2,
     models: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to time (repeat the option); default: shipped models at --tokens and the longer VQ baselines.")] = None,
     repeats: Annotated[int, typer.Option("--repeats", min=1, max=1000, help="Timed runs per measurement (the median is reported).")] = 5,
-    graph: Annotated[bool, typer.Option("--graph", help="Also time sampling as compiled graphs (torch.compile 'reduce-overhead'; CUDA graphs on a GPU).")] = False,
+    graph: Annotated[bool, typer.Option("--graph", help="Also time the AR prior's sampling as compiled graphs (torch.compile 'reduce-overhead'; CUDA graphs on a GPU).")] = False,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help=f"MaskGIT priors: decoding passes (default {MASKGIT_STEPS}; capped at each model's T).")] = None,
     json_out: JsonOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Time token sampling (ms per image at batch 1 and 64, with and without KV cache) and report speed-ups."""
+    """Time token sampling (ms per image at batch 1 and 64) and report speed-ups: of the AR priors (with and
+    without KV cache) and of the MaskGIT priors (parallel decoding in --steps passes), where a model has them."""
     import torch
 
-    from ..benchmark import equal_quality, measure, speedups
+    from ..benchmark import equal_quality, measure, measure_maskgit, speedups
 
     dev = pick_device(device)
     names = models or _candidates(tokens)
     pipes = {name: load_pipeline(name, dev, need_prior=True) for name in names}
     if not any(p.tokenizer.tokens_per_image == tokens for p in pipes.values()):
         fail(f"no model with {tokens} tokens per image and a prior (try `mvq models`)")
-    rows = []
+    rows, maskgit_rows = [], []  # AR priors (with the quality and speed-up figures), MaskGIT priors
     with console.status("timing priors...") as status:
         for name, pipe in pipes.items():
             status.update(f"timing {name}")
-            rows.append(measure(name, pipe, repeats, graph=graph))
+            if pipe.prior is not None:
+                rows.append(measure(name, pipe, repeats, graph=graph))
+            if pipe.maskgit_prior is not None:
+                maskgit_rows.append(measure_maskgit(name, pipe, repeats, steps=steps))
     ups, same_quality = speedups(rows, tokens), equal_quality(rows)
     _print(rows, ups, same_quality, dev)
+    _print_maskgit(maskgit_rows, rows)
     if json_out is not None:
         result = {"device": str(dev), "threads": torch.get_num_threads(), "repeats": repeats, "tokens": tokens,
-                  "rows": rows, "speedups": ups, "equal_quality": same_quality}
+                  "rows": rows, "speedups": ups, "equal_quality": same_quality, "maskgit_rows": maskgit_rows}
         atomic_write(json_out, lambda p: Path(p).write_text(json.dumps(result, indent=2) + "\n"))
         console.print(f"wrote {json_out}")
+
+
+def _print_maskgit(maskgit_rows: list[dict], ar_rows: list[dict]) -> None:
+    if not maskgit_rows:
+        return
+    ar = {r["model"]: r for r in ar_rows}
+    table = Table(title="MaskGIT parallel decoding against the AR prior (ms per image; speed-up = AR / MaskGIT)")
+    for col in ("model", "T", "steps", "prior params", "MaskGIT b=1", "MaskGIT b=64", "AR b=1", "AR b=64",
+                "speed-up b=1", "speed-up b=64"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in maskgit_rows:
+        a = ar.get(r["model"])
+        cells = [f"{a['ms_per_image_b1']:.3f}", f"{a['ms_per_image_b64']:.4f}",
+                 f"{a['ms_per_image_b1'] / r['ms_per_image_b1']:.2f}x",
+                 f"{a['ms_per_image_b64'] / r['ms_per_image_b64']:.2f}x"] if a else ["-"] * 4
+        table.add_row(r["model"], str(r["tokens"]), str(r["steps"]), f"{r['prior_params']:,}",
+                      f"{r['ms_per_image_b1']:.3f}", f"{r['ms_per_image_b64']:.4f}", *cells)
+    stdout_console().print(table)
 
 
 def _print(rows: list[dict], ups: list[dict], same_quality: list[dict], dev: torch.device) -> None:
     import torch
 
+    if not rows:
+        return
     out = stdout_console()
-    table = Table(title=f"token sampling on {dev} ({torch.get_num_threads()} threads), median after warm-up")
+    table = Table(title=f"AR token sampling on {dev} ({torch.get_num_threads()} threads), median after warm-up")
     for col in ("model", "quantizer", "T", "vocab", "prior params", "ms/img b=1", "ms/img b=64",
                 "img/s b=64", "ms/token b=64", "ms/img b=64 no cache", "quality"):
         table.add_column(col, justify="left" if col in ("model", "quantizer") else "right")

@@ -17,12 +17,12 @@ def _row(name: str, cfg: ModelConfig, where: str) -> list[str]:
     tok, q, m = cfg.tokenizer, cfg.tokenizer.quantizer, cfg.metrics
     psnr = f"{m.psnr:.2f}" if m is not None and m.psnr is not None else "-"
     return [name + (" (default)" if name == DEFAULT_MODEL else ""), q.describe(), str(tok.tokens), str(q.vocab_size),
-            f"{tok.image_size}x{tok.image_size}x{tok.channels}", psnr, "yes" if cfg.prior else "no", where]
+            f"{tok.image_size}x{tok.image_size}x{tok.channels}", psnr, ", ".join(cfg.prior_kinds) or "none", where]
 
 
 def models() -> None:
     """List models that load without a network: shipped defaults and cached Hub repos."""
-    table = Table("model", "quantizer", "T", "vocabulary", "images", "PSNR dB", "prior", "source")
+    table = Table("model", "quantizer", "T", "vocabulary", "images", "PSNR dB", "priors", "source")
     for name in shipped_models():
         table.add_row(*_row(name, read_config(shipped_root() / name), "shipped"))
     try:
