@@ -59,6 +59,24 @@ def tiny_prior(vocab_size: int, tokens: int):
     return Prior(PriorConfig(vocab_size=vocab_size, tokens=tokens, n_layer=1, n_head=2, n_embd=16))
 
 
+def tiny_maskgit_prior(vocab_size: int, tokens: int, num_masks: int = 0, num_classes: int = 0):
+    from tokenizer_cli.config import MaskGITConfig
+    from tokenizer_cli.models import MaskGITPrior
+
+    torch.manual_seed(1)
+    return MaskGITPrior(MaskGITConfig(vocab_size=vocab_size, tokens=tokens, n_layer=1, n_head=2, n_embd=16,
+                                      num_masks=num_masks, num_classes=num_classes))
+
+
+@pytest.fixture
+def model_with_both_priors(tmp_path):
+    """A tiny 2-token MVQ tokenizer with a tiny AR prior and a tiny MaskGIT prior, as a model folder."""
+    folder = tmp_path / "tiny-with-both"
+    tok = tiny_tokenizer()
+    save_pipeline(folder, tok, tiny_prior(tok.vocab_size, 2), maskgit_prior=tiny_maskgit_prior(tok.vocab_size, 2))
+    return folder
+
+
 @pytest.fixture
 def model_with_prior(tmp_path):
     """A tiny 2-token MVQ tokenizer with a tiny prior, as a model folder."""
