@@ -48,18 +48,18 @@ def decode(logits_fn: LogitsFn, ids: torch.Tensor, unknown_id: int, steps: int, 
         left = unknown.sum(dim=-1)  # (B,)
         if not bool(left.any()):
             break
-        logits = logits_fn(ids).float()  # (B, T, vocab)
-        B, T, V = logits.shape
-        flat = logits.reshape(B * T, V)
+        logits = logits_fn(ids)  # (B, T, vocab)
+        B, T = ids.shape
+        masked_logits = logits[unknown].float()  # (n, vocab): the positions still masked, row by row
         if temperature == 0:
-            sampled = flat.argmax(dim=-1)
-            logp = F.log_softmax(flat, dim=-1).gather(-1, sampled[:, None])[:, 0]
+            drawn = masked_logits.argmax(dim=-1)
+            logp = F.log_softmax(masked_logits, dim=-1).gather(-1, drawn[:, None])[:, 0]
         else:
-            probs = sampling_probs(flat, temperature, top_k, top_p)  # (B*T, vocab)
-            sampled = torch.multinomial(probs, 1, generator=generator)[:, 0]
-            logp = probs.gather(-1, sampled[:, None])[:, 0].log()
-        sampled = torch.where(unknown, sampled.view(B, T), ids)  # (B, T)
-        confidence = logp.view(B, T)
+            probs = sampling_probs(masked_logits, temperature, top_k, top_p)  # (n, vocab)
+            drawn = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            logp = probs.gather(-1, drawn[:, None])[:, 0].log()
+        sampled = ids.masked_scatter(unknown, drawn)  # (B, T): the draws where masked, fixed tokens elsewhere
+        confidence = torch.zeros(B, T, device=ids.device).masked_scatter(unknown, logp)
         noise = choice_temperature * (1 - step / steps)
         if noise > 0:
             confidence = confidence + noise * _gumbel((B, T), generator, ids.device)
