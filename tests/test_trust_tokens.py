@@ -64,7 +64,7 @@ def test_a_prior_that_does_not_fit_its_tokenizer_is_refused(model_with_prior, im
     cfg["prior"]["vocab_size"] = 7
     (model_with_prior / "config.json").write_text(json.dumps(cfg))
     res = run("sample", "--model", model_with_prior, "--out", tmp_path / "s.png", "--device", "cpu")
-    assert res.exit_code == 1 and "the prior models" in res.stderr
+    assert res.exit_code == 1 and "the AR prior models" in res.stderr
 
 
 @pytest.mark.slow
