@@ -1,7 +1,8 @@
 """Store a model folder's weights in float16: half the download and the disk, for shipped models.
 
 Usage: python scripts/half_weights.py FOLDER [FOLDER ...]
-Rewrites tokenizer.safetensors and prior.safetensors in place (atomically). Floating tensors become
+Rewrites tokenizer.safetensors, prior.safetensors and prior-maskgit.safetensors (those present) in place
+(atomically). Floating tensors become
 float16, except any whose values do not fit float16 (|x| > 60,000: kept in float32); integer tensors are
 untouched. mvq loads them into float32 models as usual (load_state_dict casts), so nothing else changes.
 Run `mvq eval --model FOLDER` afterwards: the card's numbers must be those of the stored weights.
@@ -33,7 +34,7 @@ def main(folders: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     for folder in map(Path, folders):
-        for name in ("tokenizer.safetensors", "prior.safetensors"):
+        for name in ("tokenizer.safetensors", "prior.safetensors", "prior-maskgit.safetensors"):
             path = folder / name
             if not path.is_file():
                 continue

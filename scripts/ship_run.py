@@ -37,8 +37,9 @@ def main() -> int:
     dest = WEIGHTS / a.name
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()
-    for name in ("config.json", "tokenizer.safetensors", "prior.safetensors"):
-        shutil.copy2(a.run / name, dest / name)
+    for name in ("config.json", "tokenizer.safetensors", "prior.safetensors", "prior-maskgit.safetensors"):
+        if (a.run / name).is_file():  # all but the MaskGIT prior are there (read_config and the check above)
+            shutil.copy2(a.run / name, dest / name)
     if a.half:
         subprocess.run([sys.executable, str(Path(__file__).with_name("half_weights.py")), str(dest)], check=True)
         mvq = Path(sys.executable).with_name("mvq")

@@ -26,6 +26,15 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=300)
 
 
+def test_half_weights_halves_the_maskgit_prior_too(model_with_both_priors):
+    res = run_script("half_weights.py", str(model_with_both_priors))
+    assert res.returncode == 0, res.stderr
+    with safe_open(str(model_with_both_priors / "prior-maskgit.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    pipe = load_pipeline(str(model_with_both_priors))
+    assert pipe.maskgit_prior.generate(3, seed=0).shape == (3, 2)
+
+
 def test_half_weights_stores_float16_that_loads_and_decodes_the_same(model_with_prior):
     x = torch.rand(4, 1, 28, 28) * 2 - 1
     before = load_pipeline(str(model_with_prior))
