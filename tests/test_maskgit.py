@@ -130,13 +130,12 @@ def test_training_masks_at_least_45_percent_and_drops_a_tenth_of_the_labels():
     no_class = dropped == 4
     assert 0.08 < no_class.float().mean() < 0.12 and torch.equal(dropped[~no_class], labels[~no_class])
     for t in (1, 2, 3):  # short sequences too
-        _, _, _, hidden = model.__class__(MaskGITConfig(vocab_size=5, tokens=t, n_layer=1, n_head=1, n_embd=8)) \
-            .training_batch(torch.zeros(500, t, dtype=torch.long))
+        short = MaskGITPrior(MaskGITConfig(vocab_size=5, tokens=t, n_layer=1, n_head=1, n_embd=8))
+        _, _, _, hidden = short.training_batch(torch.zeros(500, t, dtype=torch.long))
         assert (hidden.sum(dim=1) >= math.ceil(0.45 * t)).all()
 
 
 def test_the_loss_counts_the_masked_positions_only():
-    model = make_prior(vocab=13, tokens=7)
     tokens = torch.randint(0, 13, (5, 7))
     hidden = torch.rand(5, 7) < 0.5
     hidden[:, 0] = True

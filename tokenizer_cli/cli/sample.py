@@ -44,7 +44,7 @@ def sample(
     tokens_out: Annotated[Path | None, typer.Option("--tokens-out", help="Also write the sampled tokens (.npy + .json, and the drawn masks for MVQ with sampled masks).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=65536, help="Images sampled and decoded at a time.")] = 1024,
     graph: Annotated[bool, typer.Option("--graph", help="AR prior: run each sampling step as one compiled graph (torch.compile 'reduce-overhead': CUDA graphs on a GPU); the same tokens as without, after a compile of seconds to a minute.")] = False,
-    sampler: Annotated[str | None, typer.Option("--sampler", callback=one_of(*PRIOR_KINDS), help="ar: the autoregressive prior, one token at a time | maskgit: the MaskGIT prior, parallel decoding in --steps passes. Default: ar where the model has it, else maskgit.")] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", metavar="ar|maskgit", callback=one_of(*PRIOR_KINDS), help="ar: the autoregressive prior, one token at a time | maskgit: the MaskGIT prior, parallel decoding in --steps passes. Default: ar where the model has it, else maskgit.")] = None,
     steps: Annotated[str | None, typer.Option("--steps", metavar="S", help=f"MaskGIT: decoding passes, 1 to T (default: {MASKGIT_STEPS}, or T if smaller).")] = None,
     choice_temperature: Annotated[float | None, typer.Option("--choice-temperature", min=0.0, help=f"MaskGIT: Gumbel noise on the confidence that picks the tokens kept at each step, annealed to 0 (default {MASKGIT_CHOICE_TEMPERATURE}; 0 keeps the most confident).")] = None,
     guidance_scale: Annotated[float, typer.Option("--guidance-scale", min=0.0, help="MaskGIT with --class: classifier-free guidance scale (0: off).")] = 0.0,

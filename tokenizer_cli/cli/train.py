@@ -121,7 +121,7 @@ def tokenizer(
 @cli_command
 def prior(
     model: Annotated[Path, typer.Argument(help="Model folder whose tokenizer the prior models; the prior is written into it (prior.safetensors, or prior-maskgit.safetensors for --kind maskgit).")],
-    kind: Annotated[str, typer.Option("--kind", callback=one_of(*PRIOR_KINDS), help="ar: GPT-style, one token at a time | maskgit: bidirectional, parallel decoding in a few steps. A folder may hold one of each.")] = "ar",
+    kind: Annotated[str, typer.Option("--kind", metavar="ar|maskgit", callback=one_of(*PRIOR_KINDS), help="ar: GPT-style, one token at a time | maskgit: bidirectional, parallel decoding in a few steps. A folder may hold one of each.")] = "ar",
     data: DataOpt = FASHION,
     tokens_file: Annotated[Path | None, typer.Option("--tokens-file", help="Train on a tokens.npy from `mvq encode` instead of --data.")] = None,
     classes: Annotated[bool, typer.Option("--classes", help="Class-conditional prior (Fashion-MNIST labels).")] = False,
