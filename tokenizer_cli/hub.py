@@ -10,6 +10,7 @@ Nothing is ever unpickled.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -172,8 +173,18 @@ def resolve_model(name: str) -> Path:
         return shipped
     if REPO_ID.match(name) and not path.exists():
         return _hub_download(name)
-    raise ModelNotFound(f"model {name!r} is not a local folder, not a shipped default "
-                        f"({', '.join(shipped_models()) or 'none'}), and not a Hub repo id (owner/name)")
+    raise ModelNotFound(f"model {name!r} is not a local folder, not a shipped default and not a Hub repo id "
+                        f"(owner/name){did_you_mean(name)} (shipped: {', '.join(shipped_models()) or 'none'})")
+
+
+def did_you_mean(name: str) -> str:
+    """': did you mean X?' naming the shipped models closest to a mistyped name (several only when equally
+    close), else ''."""
+    names = shipped_models()
+    close = difflib.get_close_matches(name, names, n=len(names), cutoff=0.6)
+    score = [difflib.SequenceMatcher(None, name, c).ratio() for c in close]
+    best = [c for c, r in zip(close, score) if r == max(score)]
+    return f": did you mean {' or '.join(sorted(best))}?" if best else ""
 
 
 def read_config(folder: Path) -> ModelConfig:
