@@ -290,19 +290,22 @@ def test_dataloader_mixed_good_and_bad(tmp_path, workers):
     sources += [ImageSource(str(idx), 0), ImageSource(str(idx), 1)]
     ds = SourceDataset(sources, 16, 3)
     loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate_sources, num_workers=workers)
-    seen, errors = [], []
-    for indices, images, errs in loader:
+    seen, errors, sizes = [], [], []
+    for indices, images, errs, infos in loader:
         assert images.shape == (len(indices), 3, 16, 16) and images.dtype == torch.float32
         seen += indices.tolist()
         errors += errs
+        sizes += [(info.width, info.height, info.colour) for info in infos]
     assert seen == [0, 1, 3, 4, 6, 7, 8]
+    assert sizes == [(10, 12, False), (11, 12, False), (13, 12, True), (14, 12, True), (16, 12, True),
+                     (28, 28, False), (28, 28, False)]  # red 0 and 30 on black are too dark to count as colour
     assert [i for i, _ in errors] == [2, 5]
     assert "2.png" in errors[0][1] and "cannot identify" in errors[0][1]
 
 
 def test_collate_all_bad():
-    indices, images, errors = collate_sources([(0, None, "a: bad"), (1, None, "b: bad")])
-    assert len(indices) == 0 and images.numel() == 0 and errors == [(0, "a: bad"), (1, "b: bad")]
+    indices, images, errors, infos = collate_sources([(0, None, "a: bad", None), (1, None, "b: bad", None)])
+    assert len(indices) == 0 and images.numel() == 0 and errors == [(0, "a: bad"), (1, "b: bad")] and infos == []
 
 
 # ---------------------------------------------------------------- output

@@ -16,7 +16,7 @@ import torch
 
 from .config import EvalResult, ReconstructionMetrics
 from .datasets import FASHION, describe, held_out_folder, load_images
-from .images import to_float
+from .images import DEFAULT_FIT, PictureTally, to_float
 from .progress import Progress, no_progress
 from .quantizers.base import usage_stats
 
@@ -55,15 +55,17 @@ def reconstruction_metrics(tokenizer, images: np.ndarray, batch_size: int = 500,
 
 
 def held_out_metrics(tokenizer, data: str, train_images: np.ndarray, device: torch.device | str = "cpu",
-                     progress: Progress = no_progress) -> ReconstructionMetrics:
+                     progress: Progress = no_progress, fit: str = DEFAULT_FIT) -> ReconstructionMetrics:
     """Reconstruction metrics on the held-out split of `data`: Fashion-MNIST test, or the `test` folder beside
-    a `train` folder; on the training images themselves when there is none (and eval_data says so)."""
+    a `train` folder (read with `fit`, as the training pictures were); on the training images themselves when
+    there is none (and eval_data says so)."""
     held_out = held_out_folder(data)
     cfg = tokenizer.cfg
     if data == FASHION:
         images, what = load_images(data, "test", 28, 1), f"{FASHION} test"
     elif held_out is not None:
-        images, what = load_images(str(held_out), "", cfg.image_size, cfg.channels, progress=progress), str(held_out)
+        images = load_images(str(held_out), "", cfg.image_size, cfg.channels, progress=progress, fit=fit)
+        what = str(held_out)
     else:
         images, what = train_images, f"{data}, the training images"
     with progress("evaluate", len(images)) as bar:
@@ -88,11 +90,12 @@ def reference_fd(net, info: dict, test_features: np.ndarray | None, batch_size: 
 
 def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = None, feature_net: str = "auto",
                       batch_size: int = 500, seed: int = 0, progress: Progress = no_progress,
-                      command: str | None = None) -> EvalResult:
+                      command: str | None = None, fit: str = DEFAULT_FIT,
+                      tally: PictureTally | None = None) -> EvalResult:
     """What `mvq eval` measures: reconstruction FD, MSE, PSNR, SSIM and codebook use on `data` (the Fashion-MNIST
-    test split or an image folder, its first `limit` images if given), and the generation FD of as many samples
-    of the prior (seeded by `seed`; None without a prior), in the features of `feature_net` ('auto': the shipped
-    one made for the model's image shape)."""
+    test split or an image folder, its first `limit` images if given, fitted by `fit` and counted in `tally`),
+    and the generation FD of as many samples of the prior (seeded by `seed`; None without a prior), in the
+    features of `feature_net` ('auto': the shipped one made for the model's image shape)."""
     from .classifier import feature_net_for, load_feature_net
     from .data import InputError
     from .fd import ReconstructionQuality, extract_features, features_fd, generated_images
@@ -103,7 +106,7 @@ def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = N
     if feature_net == "auto":
         feature_net = feature_net_for(tok.cfg.image_size, tok.cfg.channels)
     net, net_info = load_feature_net(feature_net, dev)
-    images = load_images(data, "test", tok.cfg.image_size, tok.cfg.channels, limit, progress=progress)
+    images = load_images(data, "test", tok.cfg.image_size, tok.cfg.channels, limit, progress, fit, tally)
     n = len(images)
     if n < 2:
         raise InputError(f"FD needs at least 2 images, {data} gave {n}")

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .images import to_uint8
+from .images import DEFAULT_FIT, PictureTally, to_uint8
 
 
 def mask_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
@@ -98,12 +98,15 @@ class EncodedSources:
     masks: np.ndarray | None  # (N, T) their masks (MVQ with sampled masks)
     sources: list[str]  # the label of each row's input
     skipped: list[dict]  # {"source", "reason"} of each unreadable input
+    pictures: PictureTally  # what the inputs read were (colour, sizes), for fitting.mismatch_notice
 
 
 @torch.inference_mode()
 def encode_sources(tokenizer, sources: list, batch_size: int = 256, workers: int = 0, skip_bad: bool = False,
-                   device: torch.device | str = "cpu", on_batch: Callable[..., None] | None = None) -> EncodedSources:
-    """Encode image files and IDX rows (data.iter_sources) in batches, decoded by `workers` processes.
+                   device: torch.device | str = "cpu", on_batch: Callable[..., None] | None = None,
+                   fit: str = DEFAULT_FIT) -> EncodedSources:
+    """Encode image files and IDX rows (data.iter_sources) in batches, decoded by `workers` processes, each
+    picture fitted to the model's square by `fit` (images.fit_square).
 
     An unreadable input raises InputError, or with skip_bad is listed in `skipped` and left out."""
     from .data import InputError, SourceDataset, collate_sources
@@ -116,10 +119,13 @@ def encode_sources(tokenizer, sources: list, batch_size: int = 256, workers: int
         if tokenizer.num_masks else None
     ok = np.zeros(len(sources), dtype=bool)
     skipped: list[dict] = []
+    pictures = PictureTally(cfg.image_size, fit)
     loader = torch.utils.data.DataLoader(
-        SourceDataset(sources, cfg.image_size, cfg.channels), batch_size=batch_size, num_workers=workers,
+        SourceDataset(sources, cfg.image_size, cfg.channels, fit), batch_size=batch_size, num_workers=workers,
         collate_fn=collate_sources, pin_memory=dev.type == "cuda")
-    for indices, images, errors in loader:
+    for indices, images, errors, infos in loader:
+        for info in infos:
+            pictures.add(info)
         if errors and not skip_bad:
             raise InputError(f"{errors[0][1]} (pass --skip-bad to skip unreadable inputs)")
         skipped += [{"source": sources[i].label(), "reason": msg} for i, msg in errors]
@@ -134,4 +140,4 @@ def encode_sources(tokenizer, sources: list, batch_size: int = 256, workers: int
     if not ok.any():
         raise InputError(f"none of the {len(sources)} inputs could be read (first: {skipped[0]['reason']})")
     return EncodedSources(ids[ok], None if masks is None else masks[ok],
-                          [src.label() for src, good in zip(sources, ok) if good], skipped)
+                          [src.label() for src, good in zip(sources, ok) if good], skipped, pictures)

@@ -24,7 +24,7 @@ from .data import BadArgument, InputError
 from .datasets import FASHION, fashion_labels, load_images
 from .files import check_writable
 from .hub import ATOMIC_TEMP, MODEL_ENTRIES, is_model_folder, read_config
-from .images import to_float
+from .images import DEFAULT_FIT, PictureTally, to_float
 from .models.prior import sequence_loss
 from .progress import Progress, no_progress
 
@@ -223,10 +223,12 @@ def training_record(cfg: TrainConfig, result: dict, data: str, device: torch.dev
 
 
 def prior_training_data(pipe, data: str = FASHION, tokens_file: str | Path | None = None, classes: bool = False,
-                        mask_head: bool = True, progress: Progress = no_progress
+                        mask_head: bool = True, progress: Progress = no_progress, fit: str = DEFAULT_FIT,
+                        tally: PictureTally | None = None
                         ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
     """(token ids (N, T), their masks or None, class labels or None, a description of the source) to fit a
-    prior to: a token file from `mvq encode` (checked against the tokenizer), or the images of `data`, encoded.
+    prior to: a token file from `mvq encode` (checked against the tokenizer), or the images of `data` (fitted by
+    `fit`, counted in `tally`), encoded.
     Masks come with them for a tokenizer with sampled masks when the prior gets a mask head."""
     from .inference import encode_images
     from .tokenfile import read_token_file
@@ -244,7 +246,7 @@ def prior_training_data(pipe, data: str = FASHION, tokens_file: str | Path | Non
         return ids, masks, None, str(tokens_file)
     if classes and data != FASHION:
         raise BadArgument("classes", f"a class-conditional prior is only available on {FASHION} (its labels)")
-    images = load_images(data, "train", tok.cfg.image_size, tok.cfg.channels, progress=progress)
+    images = load_images(data, "train", tok.cfg.image_size, tok.cfg.channels, progress=progress, fit=fit, tally=tally)
     with progress("encode", len(images)) as bar:
         ids, masks = encode_images(tok, images, device=pipe.device, on_batch=bar.advance)
     return ids, masks if with_masks else None, fashion_labels("train") if classes else None, data
