@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -116,6 +117,55 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         grid[y : y + h, x : x + w] = img
     return grid
+
+
+READABLE_TILE = 96  # pixels: the smallest tile side a person reads on a sheet without zooming
+SHEET_WIDTH = 1024  # pixels a comparison sheet aims at: a screen's width
+
+
+def sheet_scale(side: int, scale: int | None = None) -> int:
+    """`scale`, or the smallest whole factor that makes `side`-pixel tiles at least READABLE_TILE wide."""
+    return scale if scale is not None else max(1, math.ceil(READABLE_TILE / side))
+
+
+def enlarge(images: np.ndarray, scale: int) -> np.ndarray:
+    """uint8 (N, H, W[, C]) -> (N, H*scale, W*scale[, C]), each pixel a scale x scale block (nearest neighbour)."""
+    return images if scale == 1 else np.repeat(np.repeat(images, scale, axis=1), scale, axis=2)
+
+
+def comparison_sheet(originals: np.ndarray, reconstructions: np.ndarray, scale: int | None = None,
+                     pairs_per_row: int | None = None) -> np.ndarray:
+    """A sheet of pairs, original beside its reconstruction, tiles enlarged by `scale` (sheet_scale's default):
+    uint8 (N, H, W[, C]) each -> one uint8 image, about SHEET_WIDTH wide unless `pairs_per_row` says."""
+    if originals.shape != reconstructions.shape:
+        raise ValueError(f"originals {originals.shape} and reconstructions {reconstructions.shape} differ in shape")
+    k = sheet_scale(originals.shape[1], scale)
+    left, right = enlarge(originals, k), enlarge(reconstructions, k)
+    gap = np.full((*left.shape[:2], 2, *left.shape[3:]), 255, dtype=np.uint8)
+    pairs = np.concatenate([left, gap, right], axis=2)  # (N, H*k, 2*W*k + 2[, C])
+    ncols = pairs_per_row or max(1, SHEET_WIDTH // (pairs.shape[2] + 8))
+    return make_grid(pairs, ncols=ncols, pad=8)
+
+
+def image_names(sources: Sequence[str]) -> list[str]:
+    """PNG names for images made from `sources` (manifest labels: file paths, `path#row` of IDX files, any text),
+    in order: the source's own name (boot.png -> boot.png, row 7 of an IDX file -> its-name-00007.png), and where
+    two sources share one, `-2`, `-3`... after the later ones, in manifest order (compared without case, for
+    file systems that ignore it). Characters outside [A-Za-z0-9._-] become '-'."""
+    names, used = [], set()
+    for label in sources:
+        path, hash_, index = str(label).rpartition("#")
+        row = hash_ and index.isdigit()
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path if row else str(label)).stem).strip("-.")[:100] or "image"
+        if row:
+            stem += f"-{int(index):05d}"
+        name, k = f"{stem}.png", 1
+        while name.casefold() in used:
+            k += 1
+            name = f"{stem}-{k}.png"
+        used.add(name.casefold())
+        names.append(name)
+    return names
 
 
 def publish_together(files: dict[Path, bytes], overwrite: bool, remove: list[Path] = ()) -> None:

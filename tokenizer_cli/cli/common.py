@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..files import READABLE_TILE
 from ..hub import DEFAULT_MODEL  # noqa: F401  (re-exported: the default of every --model)
+from ..images import FIT_HELP, FITS
 
 if TYPE_CHECKING:  # torch is imported inside the commands: `mvq --help` starts in a fraction of a second
     import torch
@@ -41,6 +43,8 @@ def one_of(*values: str) -> Callable[[str], str]:
 MaskSamplingOpt = Annotated[str, typer.Option("--mask-sampling", callback=one_of("learned", "uniform"), help="MVQ with sampled masks, where a token has no stored mask: 'learned' (p(m | k) from training) or 'uniform'.")]
 MaskTemperatureOpt = Annotated[float, typer.Option("--mask-temperature", min=0.0, help="Temperature of the mask draw; 0 takes the most likely mask.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")]
+FitOpt = Annotated[str, typer.Option("--fit", callback=one_of(*FITS), help=FIT_HELP)]
+ScaleOpt = Annotated[int | None, typer.Option("--scale", min=1, max=64, help=f"Enlarge each image of a sheet N times (nearest neighbour); default: the smallest N that makes tiles at least {READABLE_TILE} px.")]
 
 class CliError(Exception):
     """A user-facing error: printed as one `Error: ...` line, exit code 1."""
@@ -48,6 +52,12 @@ class CliError(Exception):
 
 def fail(message: str) -> NoReturn:
     raise CliError(message)
+
+
+def warn(message: str | None) -> None:
+    """One `warning: ...` line on stderr (nothing for None)."""
+    if message:
+        console.print(f"warning: {message}", style="yellow", highlight=False, soft_wrap=True, markup=False)
 
 
 def cli_command(func: Callable) -> Callable:

@@ -9,9 +9,12 @@ import typer
 
 from .. import data as data_io
 from .. import files
+from ..fitting import mismatch_notice
 from ..hub import load_pipeline
+from ..images import DEFAULT_FIT
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
-from .common import DEFAULT_MODEL, BatchOpt, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, pick_device, progress_bar
+from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, FitOpt, ModelOpt, OverwriteOpt, console, fail, pick_device,
+                     progress_bar, warn)
 
 InputsArg = Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or IDX files, then OUT.npy.")]
 
@@ -28,6 +31,7 @@ def encode(
     batch_size: BatchOpt = 256,
     workers: Annotated[int, typer.Option("--workers", "-j", min=0, max=64, help="DataLoader worker processes for decoding images.")] = 0,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable inputs (listed in the manifest) instead of stopping.")] = False,
+    fit: FitOpt = DEFAULT_FIT,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -52,9 +56,10 @@ def encode(
     if not sources:
         fail(f"no images found in {', '.join(sources_in)}")
     with progress_bar("encode", len(sources)) as bar:
-        result = encode_sources(tok, sources, batch_size, workers, skip_bad, dev, on_batch=bar.advance)
+        result = encode_sources(tok, sources, batch_size, workers, skip_bad, dev, on_batch=bar.advance, fit=fit)
+    warn(mismatch_notice(result.pictures, tok.cfg.image_size, tok.cfg.channels, model))
     manifest = make_manifest(pipe.source, pipe.config_hash, tok.tokens_per_image, tok.vocab_size, result.sources,
-                             result.skipped, tokenizer_id=pipe.tokenizer_id, num_masks=tok.num_masks)
+                             result.skipped, tokenizer_id=pipe.tokenizer_id, num_masks=tok.num_masks, fit=fit)
     save_tokens(out, result.ids, manifest, overwrite, masks=result.masks)
     note = f", skipped {len(result.skipped)} (listed in {manifest_path(out)})" if result.skipped else ""
     console.print(f"wrote {out}: {len(result.ids)} images x {tok.tokens_per_image} tokens{note}")

@@ -11,7 +11,7 @@ import typer
 from .. import files
 from ..hub import load_pipeline
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
-from .common import (DEFAULT_MODEL, DeviceOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, SeedOpt,
+from .common import (DEFAULT_MODEL, DeviceOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, ScaleOpt, SeedOpt,
                      console, fail, one_of, pick_device, progress_bar)
 from .decode import write_images
 from .encode import refuse_existing
@@ -29,7 +29,8 @@ def sample(
     label: Annotated[int | None, typer.Option("--class", help="Class id for a class-conditional prior.")] = None,
     mask_sampling: Annotated[str, typer.Option("--mask-sampling", callback=one_of("prior", "learned", "uniform"), help="MVQ with sampled masks: masks from the prior's mask head ('prior'; 'learned' where it has none), from the tokenizer's p(m | k) ('learned'), or 'uniform'.")] = "prior",
     mask_temperature: MaskTemperatureOpt = 1.0,
-    images_dir: Annotated[Path | None, typer.Option("--images-dir", help="Also write one PNG per image here.")] = None,
+    scale: ScaleOpt = None,
+    images_dir: Annotated[Path | None, typer.Option("--images-dir", help="Also write one PNG per image here, named after the seed and the sample's index (sample-seed-0-00000.png), as `mvq decode` names the tokens of --tokens-out.")] = None,
     tokens_out: Annotated[Path | None, typer.Option("--tokens-out", help="Also write the sampled tokens (.npy + .json, and the drawn masks for MVQ with sampled masks).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=65536, help="Images sampled and decoded at a time.")] = 1024,
     graph: Annotated[bool, typer.Option("--graph", help="Run each sampling step as one compiled graph (torch.compile 'reduce-overhead': CUDA graphs on a GPU); the same tokens as without, after a compile of seconds to a minute.")] = False,
@@ -68,12 +69,14 @@ def sample(
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t_tokens = time.perf_counter() - t0
+    labels = [f"sample seed={seed} #{i}" for i in range(n)]
     with progress_bar("decode", n) as bar:
-        write_images(decode_tokens(tok, ids, masks, batch_size, dev, on_batch=bar.advance), images_dir, out, total=n)
+        write_images(decode_tokens(tok, ids, masks, batch_size, dev, on_batch=bar.advance), images_dir, out, total=n,
+                     names=files.image_names(labels) if images_dir is not None else None, scale=scale)
     t_total = time.perf_counter() - t0
     if tokens_out is not None:
         manifest = make_manifest(pipe.source, pipe.config_hash, ids.shape[1], tok.vocab_size,
-                                 [f"sample seed={seed} #{i}" for i in range(n)], [],
+                                 labels, [],
                                  tokenizer_id=pipe.tokenizer_id, num_masks=tok.num_masks)
         save_tokens(tokens_out, ids, manifest, overwrite, masks=masks)
         console.print(f"wrote {tokens_out}")
