@@ -59,36 +59,37 @@ def better_shipped(tally: PictureTally, side: int, channels: int) -> Shape | Non
     return None
 
 
-def mismatch_notice(tally: PictureTally, side: int, channels: int, model: str | None = None) -> str | None:
-    """One line saying how the pictures counted in `tally` do not fit a model of (side, channels), named `model`
-    (None: a tokenizer about to be trained, whose remedy is an option), or None when they fit."""
-    n, who = tally.pictures, model or "the tokenizer"
+def mismatch_notice(tally: PictureTally, side: int, channels: int, model: str = "the tokenizer",
+                    remedy: str | None = "model") -> str | None:
+    """One line saying how the pictures counted in `tally` do not fit a model of (side, channels) called `model`,
+    or None when they fit. It ends with the remedy: a shipped model that fits them better ("model": --model X),
+    the option to train one that does ("options": --channels), or none (None)."""
+    n = tally.pictures
     if not n:
         return None
     facts = []
     if channels == 1 and tally.mostly_colour:
-        facts.append(f"{tally.colour} of {n} pictures are colour but {who} reads {describe(side, 1)}, so they were "
-                     "read as grey")
+        facts.append(f"{tally.colour} of {n} pictures are colour but {model} reads {describe(side, 1)}, so they "
+                     "were read as grey")
     elif channels == 3 and not tally.mostly_colour:
-        facts.append(f"{n - tally.colour} of {n} pictures are grey but {who} reads {describe(side, 3)}")
+        facts.append(f"{n - tally.colour} of {n} pictures are grey but {model} reads {describe(side, 3)}")
     if tally.upscaled:
         w, h = tally.smallest
         facts.append(f"{tally.upscaled} of {n} pictures are smaller than {side}x{side} (the smallest {w}x{h}) and "
                      "were enlarged, so they come out blurred")
-    better = better_shipped(tally, side, channels) if model is not None else None
+    better = better_shipped(tally, side, channels) if remedy == "model" else None
     typical = tally.typical_side()
     if better is not None and typical >= FAR_LARGER * side and not facts:
-        facts.append(f"the pictures are about {typical} px a side, {typical // side} times {who}'s {side}x{side}")
+        facts.append(f"the pictures are about {typical} px a side, {typical // side} times {model}'s {side}x{side}")
     if not facts:
         return None
-    if model is None:
-        wanted = 3 if tally.mostly_colour else 1
-        remedy = f"pass --channels {wanted} to train a {'colour' if wanted == 3 else 'grey'} tokenizer" \
-            if wanted != channels else ""
-    else:
-        remedy = f"{better.name} ({describe(better.side, better.channels)}) fits them better: --model {better.name}" \
-            if better is not None else ""
-    return "; ".join(facts + [remedy] if remedy else facts)
+    wanted = 3 if tally.mostly_colour else 1
+    if better is not None:
+        facts.append(f"{better.name} ({describe(better.side, better.channels)}) fits them better: "
+                     f"--model {better.name}")
+    elif remedy == "options" and wanted != channels:
+        facts.append(f"pass --channels {wanted} to train a {'colour' if wanted == 3 else 'grey'} tokenizer")
+    return "; ".join(facts)
 
 
 def shape_from_pictures(infos: Iterable[PictureInfo]) -> tuple[int, int, str]:

@@ -7,7 +7,7 @@ import warnings
 
 import typer
 
-from . import benchmark, decode, encode, explore, models, push, sample, train
+from . import benchmark, decode, encode, explore, models, push, reconstruct, sample, train
 from .common import cli_command, console
 from .eval import eval_cmd
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.command("encode", no_args_is_help=True)(cli_command(encode.encode))
 app.command("decode", no_args_is_help=True)(cli_command(decode.decode))
+app.command("reconstruct", no_args_is_help=True)(cli_command(reconstruct.reconstruct))
 app.command("sample")(cli_command(sample.sample))
 app.command("benchmark")(cli_command(benchmark.benchmark))
 app.command("explore")(cli_command(explore.explore))

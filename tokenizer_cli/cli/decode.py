@@ -52,7 +52,7 @@ def decode(
     manifest = read_manifest(tokens_file)
     named = manifest_model(manifest, tokens_file) if model is None else None
     if named is not None:
-        console.print(f"model {named} (named in {manifest_path(tokens_file)})", highlight=False)
+        console.print(f"model {named} (named in {manifest_path(tokens_file)})", highlight=False, soft_wrap=True)
     try:
         pipe = load_pipeline(model or named or DEFAULT_MODEL, dev)
     except ModelNotFound as err:

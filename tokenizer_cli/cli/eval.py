@@ -22,9 +22,11 @@ from .. import data as data_io
 from .. import files
 from ..config import to_dict
 from ..datasets import FASHION
+from ..fitting import mismatch_notice
 from ..hub import load_pipeline
-from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, JsonOpt, ModelOpt, SeedOpt, console, fail, pick_device,
-                     progress_bar)
+from ..images import DEFAULT_FIT, PictureTally
+from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, FitOpt, JsonOpt, ModelOpt, SeedOpt, console, fail,
+                     pick_device, progress_bar, warn)
 
 if TYPE_CHECKING:
     from ..config import EvalResult
@@ -34,6 +36,7 @@ def eval_cmd(
     model: ModelOpt = DEFAULT_MODEL,
     data: Annotated[str, typer.Option("--data", help=f"'{FASHION}' (its 10,000 test images) or an image folder.")] = FASHION,
     limit: Annotated[int | None, typer.Option("--limit", min=2, help="Use only the first N images (quick runs).")] = None,
+    fit: FitOpt = DEFAULT_FIT,
     feature_net: Annotated[str, typer.Option("--feature-net", help="Classifier folder, or a shipped name, whose features FD uses ('auto': the shipped one made for the model's image shape).")] = "auto",
     json_out: JsonOpt = None,
     batch_size: BatchOpt = 500,
@@ -56,8 +59,10 @@ def eval_cmd(
         except data_io.InputError as err:
             fail(f"{err}: the results could not be written into the model folder; pass --no-write to only "
                  "print them")
+    pictures = PictureTally(pipe.tokenizer.cfg.image_size, fit)
     result = evaluate_pipeline(pipe, data, limit, feature_net, batch_size, seed, progress=progress_bar,
-                               command="mvq " + shlex.join(sys.argv[1:]))
+                               command="mvq " + shlex.join(sys.argv[1:]), fit=fit, tally=pictures)
+    warn(mismatch_notice(pictures, pipe.tokenizer.cfg.image_size, pipe.tokenizer.cfg.channels, model))
     _print(model, result)
     if pipe.prior is None:
         console.print("note: the model has no prior, so there is no generation FD (train one with `mvq train prior`)",

@@ -11,9 +11,12 @@ from typing import Annotated
 import typer
 
 from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
-from ..datasets import FASHION, load_images
+from ..datasets import FASHION, load_images, look_at_pictures
+from ..fitting import mismatch_notice
 from ..hub import save_pipeline, swap_in
-from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, one_of, pick_device, progress_bar
+from ..images import DEFAULT_FIT, PictureTally
+from .common import (BatchOpt, DeviceOpt, FitOpt, SeedOpt, cli_command, console, fail, one_of, pick_device,
+                     progress_bar, warn)
 
 app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
 
@@ -50,8 +53,9 @@ def tokenizer(
     mask_gradient: Annotated[str, typer.Option("--mask-gradient", callback=one_of("winner", "straight-through"), help="mvq: the decoder's gradient reaches the winning hypothesis ('winner'), or stops at it ('straight-through').")] = "winner",
     winner: Annotated[str, typer.Option("--winner", callback=one_of("all", "code"), help="mvq-joint training: 'all' (nearest of all code x mask pairs) or 'code' (nearest code vector first, then its masks).")] = "all",
     levels: Annotated[str, typer.Option("--levels", help="FSQ levels, comma separated.")] = "8,6,5",
-    image_size: Annotated[int, typer.Option("--image-size", help="Image side (28, 32 or 64).")] = 28,
-    channels: Annotated[int, typer.Option("--channels", help="1 (grey) or 3 (RGB).")] = 1,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="Image side (28, 32 or 64). Default: 28 for fashion-mnist; for a folder, of the shipped models' sides the closest to its pictures'.")] = None,
+    channels: Annotated[int | None, typer.Option("--channels", help="1 (grey) or 3 (RGB). Default: 1 for fashion-mnist; for a folder, 3 if most of its pictures are colour.")] = None,
+    fit: FitOpt = DEFAULT_FIT,
     base_channels: Annotated[int, typer.Option("--base-channels", min=4, help="Width of the first conv stage.")] = 32,
     steps: StepsOpt = 2000,
     batch_size: BatchOpt = 128,
@@ -78,6 +82,8 @@ def tokenizer(
     dev = distributed.setup(pick_device(device))
     if precision not in ("fp32", "bf16"):
         fail("--precision must be fp32 or bf16")
+    if image_size is None or channels is None:
+        image_size, channels = _shape_from_data(data, image_size, channels)
     torch.manual_seed(seed)  # before building, so the seed fixes the init
     try:
         qcfg = QuantizerConfig(kind=quantizer, dim=dim, num_codes=num_codes, mask_bits=mask_bits,
@@ -88,7 +94,10 @@ def tokenizer(
         model = Tokenizer(cfg)
     except ValueError as err:
         fail(str(err))
-    images = load_images(data, "train", image_size, channels, progress=progress_bar)
+    pictures = PictureTally(image_size, fit)
+    images = load_images(data, "train", image_size, channels, progress=progress_bar, fit=fit, tally=pictures)
+    if distributed.is_main():
+        warn(mismatch_notice(pictures, image_size, channels, remedy="options"))
     if distributed.is_main():
         check_tokenizer_out(out, resume, overwrite)
     distributed.barrier()
@@ -108,13 +117,29 @@ def tokenizer(
     if not distributed.is_main():
         distributed.cleanup()
         return
-    metrics = held_out_metrics(model, data, images, dev, progress=progress_bar)
+    metrics = held_out_metrics(model, data, images, dev, progress=progress_bar, fit=fit)
     record = training_record(tcfg, result, data, dev, command="mvq " + shlex.join(sys.argv[1:]))
     # The new model replaces OUT whole: no old prior, eval or checkpoints survive.
     swap_in(out, lambda folder: save_pipeline(folder, model.cpu(), name=out.name, training=record, metrics=metrics))
     console.print(f"wrote {out}: MSE {metrics.mse:.4f} on {metrics.eval_data}, PSNR {metrics.psnr:.2f} dB, "
                   f"{metrics.tokens_used}/{model.vocab_size} tokens used")
     distributed.cleanup()
+
+
+def _shape_from_data(data: str, image_size: int | None, channels: int | None) -> tuple[int, int]:
+    """--image-size and --channels where not given: Fashion-MNIST's 28x28 grey, or a folder's pictures' own (a
+    sample of them: fitting.shape_from_pictures), said on stderr."""
+    from .. import distributed
+    from ..fitting import describe, shape_from_pictures
+
+    if data == FASHION:
+        return image_size or 28, channels or 1
+    side, colour, why = shape_from_pictures(look_at_pictures(data))
+    image_size, channels = image_size or side, channels or colour
+    if distributed.is_main():
+        console.print(f"pictures in {data}: {why}; training a {describe(image_size, channels)} tokenizer "
+                      "(--image-size, --channels to choose)", highlight=False, soft_wrap=True)
+    return image_size, channels
 
 
 @app.command("prior", no_args_is_help=True)
@@ -124,6 +149,7 @@ def prior(
     data: DataOpt = FASHION,
     tokens_file: Annotated[Path | None, typer.Option("--tokens-file", help="Train on a tokens.npy from `mvq encode` instead of --data.")] = None,
     classes: Annotated[bool, typer.Option("--classes", help="Class-conditional prior (Fashion-MNIST labels).")] = False,
+    fit: FitOpt = DEFAULT_FIT,
     n_layer: Annotated[int, typer.Option("--layers", min=1, max=64, help="Transformer blocks.")] = 4,
     n_head: Annotated[int, typer.Option("--heads", min=1, max=64, help="Attention heads.")] = 4,
     n_embd: Annotated[int, typer.Option("--width", min=8, max=8192, help="Model width (a multiple of --heads).")] = 128,
@@ -161,7 +187,11 @@ def prior(
     distributed.barrier()
     pipe = load_pipeline(str(model), dev, load_prior=False)  # the old prior is replaced, or its file may be gone
     tok = pipe.tokenizer
-    ids, masks, labels, source = prior_training_data(pipe, data, tokens_file, classes, mask_head, progress_bar)
+    pictures = PictureTally(tok.cfg.image_size, fit)
+    ids, masks, labels, source = prior_training_data(pipe, data, tokens_file, classes, mask_head, progress_bar, fit,
+                                                     pictures)
+    if distributed.is_main():
+        warn(mismatch_notice(pictures, tok.cfg.image_size, tok.cfg.channels, str(model), remedy=None))
     pcfg = PriorConfig(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
                        n_embd=n_embd, num_classes=10 if classes else 0,
                        num_masks=tok.num_masks if masks is not None else 0)
