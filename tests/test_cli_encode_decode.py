@@ -237,3 +237,46 @@ def test_tokens_never_meet_another_tokenizer_silently(runner, model_dir, image_d
     (tmp_path / "t.json").write_text(json.dumps(manifest))
     res = run(runner, "decode", out, tmp_path / "d2", "--model", model_dir, "--device", "cpu")
     assert res.exit_code == 1 and "do not belong together" in res.stderr
+
+
+def test_decode_without_model_uses_the_model_the_manifest_names(runner, model_dir, image_dir, tmp_path):
+    out = tmp_path / "t.npy"
+    assert run(runner, "encode", image_dir, out, "--model", model_dir, "--device", "cpu").exit_code == 0
+    res = run(runner, "decode", out, tmp_path / "named", "--device", "cpu")  # no --model: the tiny model, not the default
+    assert res.exit_code == 0, res.output
+    assert f"model {model_dir} (named in {tmp_path / 't.json'})" in res.stderr
+    res = run(runner, "decode", out, tmp_path / "given", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    for png in sorted((tmp_path / "given").glob("*.png")):
+        assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(tmp_path / "named" / png.name)))
+    res = run(runner, "decode", out, tmp_path / "other", "--model", "mvq-fmnist-t5", "--device", "cpu")
+    assert res.exit_code == 1 and "was written by tokenizer" in res.stderr  # --model overrides, still checked
+    manifest = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps({**manifest, "model": str(tmp_path / "gone")}))
+    res = run(runner, "decode", out, tmp_path / "gone", "--device", "cpu")
+    assert res.exit_code == 1 and "t.json names: pass --model" in res.stderr
+
+
+def test_decoded_pngs_are_named_after_their_sources_and_collisions_numbered(runner, model_dir, tmp_path):
+    rng = np.random.default_rng(1)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(tmp_path / folder / "boot.png")
+    Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(tmp_path / "b" / "boot-2.png")
+    out = tmp_path / "t.npy"
+    res = run(runner, "encode", tmp_path / "a", tmp_path / "b", out, "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    res = run(runner, "decode", out, tmp_path / "d", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    # manifest order: a/boot.png, b/boot-2.png, b/boot.png; the second boot.png is numbered past boot-2.png
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["boot-2.png", "boot-3.png", "boot.png"]
+    from tokenizer_cli import Pipeline
+
+    pipe = Pipeline.from_token_file(out, device="cpu")
+    rows = pipe.decode(np.load(out), np.load(tmp_path / "t.masks.npy"), output="numpy")
+    for row, name in enumerate(["boot.png", "boot-2.png", "boot-3.png"]):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "d" / name)), rows[row])
+    paths = pipe.decode_file(out, tmp_path / "api")  # the Python API names them alike
+    assert [p.name for p in paths] == ["boot.png", "boot-2.png", "boot-3.png"]
+    assert all(np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(tmp_path / "d" / p.name)))
+               for p in paths)

@@ -59,24 +59,24 @@ def better_shipped(tally: PictureTally, side: int, channels: int) -> Shape | Non
     return None
 
 
-def mismatch_notice(tally: PictureTally, side: int, channels: int, model: str = "the tokenizer",
+def mismatch_notice(tally: PictureTally, channels: int, model: str = "the tokenizer",
                     remedy: str | None = "model") -> str | None:
-    """One line saying how the pictures counted in `tally` do not fit a model of (side, channels) called `model`,
-    or None when they fit. It ends with the remedy: a shipped model that fits them better ("model": --model X),
-    the option to train one that does ("options": --channels), or none (None)."""
-    n = tally.pictures
+    """One line saying how the pictures counted in `tally` do not fit a model of `channels` (and of the side
+    they were fitted to) called `model`, or None when they fit. It ends with the remedy: a shipped model that
+    fits them better ("model": --model X), the option to train one that does ("options": --channels), or none."""
+    n, side = tally.pictures, tally.size
     if not n:
         return None
     facts = []
     if channels == 1 and tally.mostly_colour:
-        facts.append(f"{tally.colour} of {n} pictures are colour but {model} reads {describe(side, 1)}, so they "
-                     "were read as grey")
+        facts.append(f"{_some(tally.colour, n)} colour but {model} reads {describe(side, 1)}, so "
+                     f"{'it was' if n == 1 else 'they were'} read as grey")
     elif channels == 3 and not tally.mostly_colour:
-        facts.append(f"{n - tally.colour} of {n} pictures are grey but {model} reads {describe(side, 3)}")
+        facts.append(f"{_some(n - tally.colour, n)} grey but {model} reads {describe(side, 3)}")
     if tally.upscaled:
         w, h = tally.smallest
-        facts.append(f"{tally.upscaled} of {n} pictures are smaller than {side}x{side} (the smallest {w}x{h}) and "
-                     "were enlarged, so they come out blurred")
+        smallest = f"{w}x{h}" if tally.upscaled == 1 else f"the smallest {w}x{h}"
+        facts.append(f"{_some(tally.upscaled, n)} smaller than {side}x{side} ({smallest}), so enlarged and blurred")
     better = better_shipped(tally, side, channels) if remedy == "model" else None
     typical = tally.typical_side()
     if better is not None and typical >= FAR_LARGER * side and not facts:
@@ -90,6 +90,11 @@ def mismatch_notice(tally: PictureTally, side: int, channels: int, model: str = 
     elif remedy == "options" and wanted != channels:
         facts.append(f"pass --channels {wanted} to train a {'colour' if wanted == 3 else 'grey'} tokenizer")
     return "; ".join(facts)
+
+
+def _some(k: int, n: int) -> str:
+    """'the picture is', 'all 5 pictures are', '3 of 5 pictures are'."""
+    return "the picture is" if n == 1 else f"all {n} pictures are" if k == n else f"{k} of {n} pictures are"
 
 
 def shape_from_pictures(infos: Iterable[PictureInfo]) -> tuple[int, int, str]:

@@ -228,7 +228,7 @@ class Pipeline:
         from .fitting import mismatch_notice
 
         cfg = self.tokenizer.cfg
-        notice = mismatch_notice(tally, cfg.image_size, cfg.channels, self.source or "the model")
+        notice = mismatch_notice(tally, cfg.channels, self.source or "the model")
         if notice:
             warnings.warn(notice, PictureWarning, stacklevel=3)
 

@@ -57,7 +57,7 @@ def encode(
         fail(f"no images found in {', '.join(sources_in)}")
     with progress_bar("encode", len(sources)) as bar:
         result = encode_sources(tok, sources, batch_size, workers, skip_bad, dev, on_batch=bar.advance, fit=fit)
-    warn(mismatch_notice(result.pictures, tok.cfg.image_size, tok.cfg.channels, model))
+    warn(mismatch_notice(result.pictures, tok.cfg.channels, model))
     manifest = make_manifest(pipe.source, pipe.config_hash, tok.tokens_per_image, tok.vocab_size, result.sources,
                              result.skipped, tokenizer_id=pipe.tokenizer_id, num_masks=tok.num_masks, fit=fit)
     save_tokens(out, result.ids, manifest, overwrite, masks=result.masks)

@@ -62,7 +62,7 @@ def eval_cmd(
     pictures = PictureTally(pipe.tokenizer.cfg.image_size, fit)
     result = evaluate_pipeline(pipe, data, limit, feature_net, batch_size, seed, progress=progress_bar,
                                command="mvq " + shlex.join(sys.argv[1:]), fit=fit, tally=pictures)
-    warn(mismatch_notice(pictures, pipe.tokenizer.cfg.image_size, pipe.tokenizer.cfg.channels, model))
+    warn(mismatch_notice(pictures, pipe.tokenizer.cfg.channels, model))
     _print(model, result)
     if pipe.prior is None:
         console.print("note: the model has no prior, so there is no generation FD (train one with `mvq train prior`)",

@@ -49,7 +49,7 @@ def reconstruct(
     cfg = pipe.tokenizer.cfg
     pictures = PictureTally(cfg.image_size, fit)
     originals = data_io.load_uint8(sources, cfg.image_size, cfg.channels, fit=fit, tally=pictures)
-    warn(mismatch_notice(pictures, cfg.image_size, cfg.channels, model))
+    warn(mismatch_notice(pictures, cfg.channels, model))
     from ..images import to_float
 
     recon = pipe.reconstruct(to_float(originals), output="numpy")

@@ -97,7 +97,7 @@ def tokenizer(
     pictures = PictureTally(image_size, fit)
     images = load_images(data, "train", image_size, channels, progress=progress_bar, fit=fit, tally=pictures)
     if distributed.is_main():
-        warn(mismatch_notice(pictures, image_size, channels, remedy="options"))
+        warn(mismatch_notice(pictures, channels, remedy="options"))
     if distributed.is_main():
         check_tokenizer_out(out, resume, overwrite)
     distributed.barrier()
@@ -191,7 +191,7 @@ def prior(
     ids, masks, labels, source = prior_training_data(pipe, data, tokens_file, classes, mask_head, progress_bar, fit,
                                                      pictures)
     if distributed.is_main():
-        warn(mismatch_notice(pictures, tok.cfg.image_size, tok.cfg.channels, str(model), remedy=None))
+        warn(mismatch_notice(pictures, tok.cfg.channels, str(model), remedy=None))
     pcfg = PriorConfig(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
                        n_embd=n_embd, num_classes=10 if classes else 0,
                        num_masks=tok.num_masks if masks is not None else 0)
