@@ -117,3 +117,21 @@ def test_train_takes_the_shape_from_colour_pictures_and_the_round_trip_keeps_col
     blue, red = (np.asarray(Image.open(tmp_path / "out" / f"{i}.png")).astype(int) for i in (0, 1))
     assert blue.shape == red.shape == (28, 28, 3)
     assert red[..., 0].mean() > red[..., 2].mean() + 60 and blue[..., 2].mean() > blue[..., 0].mean() + 60
+
+
+def test_the_advice_follows_whatever_is_shipped(tmp_path, monkeypatch):
+    """Ship a 32x32 colour model beside a grey one: colour photos into the grey one name it."""
+    from conftest import tiny_tokenizer
+
+    from tokenizer_cli import hub
+    from tokenizer_cli.hub import save_pipeline
+
+    weights = tmp_path / "weights"
+    save_pipeline(weights / "grey-28", tiny_tokenizer())
+    save_pipeline(weights / "pictures-32", tiny_tokenizer(image_size=32, channels=3))
+    (weights / "broken").mkdir()
+    (weights / "broken" / "config.json").write_text("{")  # left out, not fatal
+    monkeypatch.setattr(hub, "shipped_root", lambda: weights)
+    notice = mismatch_notice(tally([PictureInfo(640, 480, True)] * 3), 1, "grey-28")
+    assert notice.endswith("pictures-32 (32x32 colour) fits them better: --model pictures-32")
+    assert shape_from_pictures([PictureInfo(640, 480, True)])[:2] == (32, 3)  # the sides shipped: 28 and 32

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from .hub import DEFAULT_MODEL, read_config, shipped_models, shipped_root
+from .hub import DEFAULT_MODEL, shipped_configs
 from .images import PictureInfo, PictureTally
 
 FAR_LARGER = 4  # pictures this many times the model's side are worth a model closer to them, if one is shipped
@@ -27,8 +27,7 @@ class Shape(NamedTuple):
 
 def shipped_shapes() -> list[Shape]:
     shapes = []
-    for name in shipped_models():
-        cfg = read_config(shipped_root() / name)
+    for name, cfg in shipped_configs().items():
         psnr = cfg.metrics.psnr if cfg.metrics is not None and cfg.metrics.psnr is not None else 0.0
         shapes.append(Shape(name, cfg.tokenizer.image_size, cfg.tokenizer.channels, psnr))
     return shapes

@@ -91,6 +91,17 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
 
 
+def shipped_configs() -> dict[str, ModelConfig]:
+    """The config of every shipped model that reads (a broken one is left out, not fatal: this feeds advice)."""
+    configs = {}
+    for name in shipped_models():
+        try:
+            configs[name] = read_config(shipped_root() / name)
+        except BadCheckpoint:
+            continue
+    return configs
+
+
 def bounded_hub_session() -> None:
     """Give every request huggingface_hub makes a finite timeout, so a stalled network fails instead of hanging.
 
