@@ -47,8 +47,9 @@ def test_pictures_that_fit_say_nothing():
     assert mismatch_notice(tally([PictureInfo(28, 28, False)] * 3), 1, "m") is None
     assert mismatch_notice(tally([PictureInfo(640, 480, True)] * 3, 64), 3, "m") is None  # shrinking is normal
     assert mismatch_notice(tally([]), 1, "m") is None
-    # a minority of colour pictures in a grey set is not worth a line
+    # a minority of colour pictures in a grey set is not worth a line, nor half grey pictures in a colour one
     assert mismatch_notice(tally([PictureInfo(28, 28, True)] + [PictureInfo(28, 28, False)] * 2), 1, "m") is None
+    assert mismatch_notice(tally([PictureInfo(90, 90, True), PictureInfo(90, 90, False)], 64), 3, "m") is None
 
 
 def test_enlarged_pictures_are_counted_by_fit():

@@ -70,7 +70,7 @@ def mismatch_notice(tally: PictureTally, channels: int, model: str = "the tokeni
     if channels == 1 and tally.mostly_colour:
         facts.append(f"{_some(tally.colour, n)} colour but {model} reads {describe(side, 1)}, so "
                      f"{'it was' if n == 1 else 'they were'} read as grey")
-    elif channels == 3 and not tally.mostly_colour:
+    elif channels == 3 and tally.mostly_grey:
         facts.append(f"{_some(n - tally.colour, n)} grey but {model} reads {describe(side, 3)}")
     if tally.upscaled:
         w, h = tally.smallest

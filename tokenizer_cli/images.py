@@ -63,7 +63,8 @@ DEFAULT_FIT = "crop"
 FIT_HELP = ("How a picture that is not square becomes the model's square: 'crop' (the default) scales its shorter "
             "side to the model's and keeps the centre, so the model sees a full frame without bars, as in its "
             "training; 'pad' scales its longer side and fills the rest with the picture's own edge colour, so "
-            "nothing is cut off.")
+            "nothing is cut off. Either way a large picture is shrunk with antialiasing, and a smaller one is "
+            "enlarged, with a warning.")
 COLOUR_SPREAD = 32  # a pixel is coloured when its channels differ by more than this (of 255): JPEG noise stays under
 COLOUR_SHARE = 0.02  # and a picture is colour when more than this share of its pixels are
 
@@ -175,6 +176,10 @@ class PictureTally:
     @property
     def mostly_colour(self) -> bool:
         return self.colour * 2 > self.pictures
+
+    @property
+    def mostly_grey(self) -> bool:
+        return (self.pictures - self.colour) * 2 > self.pictures
 
     def typical_side(self) -> int:
         """The median shorter side of the pictures (0 before any)."""
