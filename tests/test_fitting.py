@@ -69,7 +69,8 @@ def test_shape_from_pictures():
     assert shape_from_pictures([PictureInfo(28, 28, False)] * 5)[:2] == (28, 1)
     side, channels, why = shape_from_pictures([PictureInfo(1920, 1080, True)] * 3 + [PictureInfo(600, 400, False)])
     assert (side, channels) == (max(s.side for s in shipped_shapes()), 3)
-    assert "3 of 4 pictures" in why and "1080 px" in why
+    assert "3 of 4 looked at are colour" in why and "1080 px" in why
+    assert shape_from_pictures([PictureInfo(64, 64, True), PictureInfo(64, 64, False)])[1] == 3  # a tie: colour
 
 
 def colour_pictures(folder, n=5, size=(90, 60)):
@@ -108,7 +109,7 @@ def test_train_takes_the_shape_from_colour_pictures_and_the_round_trip_keeps_col
                               "--batch-size", "8", "--base-channels", "4", "--quantizer", "vq", "--tokens", "1",
                               "--lr", "1e-2", "--checkpoint-every", "0", "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    assert "training a 28x28 colour tokenizer" in res.stderr
+    assert "chose --image-size 28 --channels 3: a 28x28 colour tokenizer" in res.stderr
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())["tokenizer"]
     assert (cfg["image_size"], cfg["channels"]) == (28, 3)
     args = ["--model", str(tmp_path / "m"), "--device", "cpu"]

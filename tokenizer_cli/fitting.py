@@ -97,15 +97,15 @@ def _some(k: int, n: int) -> str:
 
 
 def shape_from_pictures(infos: Iterable[PictureInfo]) -> tuple[int, int, str]:
-    """(side, channels, why) for a tokenizer of these pictures: colour if most are colour, and of the sides the
-    shipped models use (SIZES if none), the one closest to the pictures' median shorter side."""
+    """(side, channels, why) for a tokenizer of these pictures: colour unless most are grey (a colour model can
+    draw grey pictures, a grey one cannot draw colour), and of the sides the shipped models use (SIZES if none),
+    the one closest to the pictures' median shorter side."""
     tally = PictureTally(size=0)
     for info in infos:
         tally.add(info)
-    channels = 3 if tally.mostly_colour else 1
+    channels = 1 if tally.mostly_grey else 3
     typical = tally.typical_side()
     sides = sorted({s.side for s in shipped_shapes()}) or list(SIZES)
     side = min(sides, key=lambda s: (abs(math.log(s / max(typical, 1))), -s))
-    why = (f"{tally.colour} of {tally.pictures} pictures looked at are colour, their median shorter side is "
-           f"{typical} px")
+    why = f"{tally.colour} of {tally.pictures} looked at are colour, their median shorter side is {typical} px"
     return side, channels, why

@@ -135,10 +135,11 @@ def _shape_from_data(data: str, image_size: int | None, channels: int | None) ->
     if data == FASHION:
         return image_size or 28, channels or 1
     side, colour, why = shape_from_pictures(look_at_pictures(data))
+    chosen = " ".join(([] if image_size else [f"--image-size {side}"]) + ([] if channels else [f"--channels {colour}"]))
     image_size, channels = image_size or side, channels or colour
     if distributed.is_main():
-        console.print(f"pictures in {data}: {why}; training a {describe(image_size, channels)} tokenizer "
-                      "(--image-size, --channels to choose)", highlight=False, soft_wrap=True)
+        console.print(f"pictures in {data}: {why}; chose {chosen}: a {describe(image_size, channels)} tokenizer",
+                      highlight=False, soft_wrap=True)
     return image_size, channels
 
 
