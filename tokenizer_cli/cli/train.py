@@ -23,7 +23,7 @@ StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=10_000_000, help="O
 LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last complete checkpoint in OUT/checkpoints.")]
 CkptOpt = Annotated[int, typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints (0: only at the end).")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | bf16 (autocast).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (bf16 autocast on a GPU or a CPU with native bf16: AMX or AVX512-BF16; else fp32) | fp32 | bf16.")]
 
 
 def _levels(text: str) -> list[int]:
@@ -60,7 +60,7 @@ def tokenizer(
     checkpoint_every: CkptOpt = 500,
     resume: ResumeOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
     """Train an autoencoder with a VQ, FSQ or MVQ bottleneck and write a model folder.
@@ -72,12 +72,12 @@ def tokenizer(
     from .. import distributed
     from ..models import Tokenizer
     from ..evaluate import held_out_metrics
-    from ..train import TrainConfig, check_tokenizer_out, resume_step, train_tokenizer, training_record
+    from ..train import (TrainConfig, check_tokenizer_out, resolve_precision, resume_step, train_tokenizer,
+                         training_record)
 
     # Every option and the data are checked before OUT is looked at: a bad one leaves OUT untouched.
     dev = distributed.setup(pick_device(device))
-    if precision not in ("fp32", "bf16"):
-        fail("--precision must be fp32 or bf16")
+    precision = resolve_precision(precision, dev)
     torch.manual_seed(seed)  # before building, so the seed fixes the init
     try:
         qcfg = QuantizerConfig(kind=quantizer, dim=dim, num_codes=num_codes, mask_bits=mask_bits,
@@ -135,7 +135,7 @@ def prior(
     resume: ResumeOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model's prior if it has one.")] = False,
     mask_head: Annotated[bool, typer.Option("--mask-head/--no-mask-head", help="MVQ with sampled masks: the prior also predicts each token's mask from the sequence so far and its code (otherwise `mvq sample` draws masks from the tokenizer's p(m | k)).")] = True,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a GPT-style prior over the tokens of a model's tokenizer.
@@ -147,10 +147,11 @@ def prior(
     from ..config import PriorConfig
     from ..hub import load_pipeline
     from ..models.prior import Prior
-    from ..train import (TrainConfig, check_prior_out, prior_training_data, resume_step, train_prior,
-                         training_record)
+    from ..train import (TrainConfig, check_prior_out, prior_training_data, resolve_precision, resume_step,
+                         train_prior, training_record)
 
     dev = distributed.setup(pick_device(device))
+    precision = resolve_precision(precision, dev)
     if not (model / "config.json").is_file():
         fail(f"{model} is not a model folder (no config.json); train a tokenizer first")
     if n_embd % n_head:

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..config import TokenizerConfig
 from ..quantizers import QuantizerOutput, build_quantizer
+from .vit import ViTDecoder, ViTEncoder
 
 
 def norm(ch: int) -> nn.GroupNorm:
@@ -113,6 +114,10 @@ class Tokenizer(nn.Module):
         self.cfg = cfg
         self.quantizer = build_quantizer(cfg.quantizer)
         dim = cfg.quantizer.dim
+        if cfg.backbone == "vit":
+            self.encoder: nn.Module = ViTEncoder(cfg)
+            self.decoder: nn.Module = ViTDecoder(cfg)
+            return
         self.encoder = Encoder(cfg)
         ch = self.encoder.out_channels
         side = cfg.image_size >> num_downsamples(cfg)
@@ -141,12 +146,16 @@ class Tokenizer(nn.Module):
 
     def latents(self, images: torch.Tensor) -> torch.Tensor:
         """Continuous pre-quantization latents (B, T, D)."""
+        if self.cfg.backbone == "vit":
+            return self.encoder(images)
         h = self.encoder(images)
         if self.cfg.layout == "grid":
             return self.to_latent(h).flatten(2).transpose(1, 2)  # (B, h*w, D)
         return self.to_latent(h.flatten(1)).view(images.shape[0], self.cfg.tokens, -1)  # (B, T, D)
 
     def decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
+        if self.cfg.backbone == "vit":
+            return self.decoder(z_q)
         b = z_q.shape[0]
         ch, side, _ = self.feature_shape
         if self.cfg.layout == "grid":
