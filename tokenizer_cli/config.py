@@ -124,6 +124,17 @@ class QuantizerConfig:
         return f"MVQ sampled masks K={self.num_codes}, {masks}"
 
 
+def grid_downsamples(image_size: int, tokens: int) -> int:
+    """Stride-2 stages of a grid layout: its last feature map is the token grid, sqrt(T) cells a side, so T
+    must be a square whose side divides image_size by a power of two."""
+    side = math.isqrt(tokens)
+    ratio = image_size // side if side else 0
+    if side * side != tokens or side * ratio != image_size or ratio & (ratio - 1):
+        raise ConfigError(f"grid layout needs tokens = side^2 with image_size / side a power of two; "
+                          f"got tokens {tokens} for {image_size}x{image_size} images")
+    return ratio.bit_length() - 1
+
+
 @dataclass
 class TokenizerConfig:
     image_size: int = 28  # H = W of the images the model reads and writes
@@ -144,6 +155,8 @@ class TokenizerConfig:
         _check_int("tokens", self.tokens, 1, 4096)
         _check_int("base_channels", self.base_channels, 1, 1024)
         _check_int("res_blocks", self.res_blocks, 0, 16)
+        if self.layout == "grid":
+            grid_downsamples(self.image_size, self.tokens)  # settings no network can have fail here, in one line
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +39,15 @@ def one_of(*values: str) -> Callable[[str], str]:
     return check
 
 
+def finite(value: float | None) -> float | None:
+    """A Typer option callback that refuses inf and nan (a usage error, exit code 2)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
 MaskSamplingOpt = Annotated[str, typer.Option("--mask-sampling", callback=one_of("learned", "uniform"), help="MVQ with sampled masks, where a token has no stored mask: 'learned' (p(m | k) from training) or 'uniform'.")]
-MaskTemperatureOpt = Annotated[float, typer.Option("--mask-temperature", min=0.0, help="Temperature of the mask draw; 0 takes the most likely mask.")]
+MaskTemperatureOpt = Annotated[float, typer.Option("--mask-temperature", min=0.0, callback=finite, help="Temperature of the mask draw; 0 takes the most likely mask.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")]
 
 class CliError(Exception):
