@@ -58,11 +58,21 @@ def fail(message: str) -> NoReturn:
     raise CliError(message)
 
 
+NOTHING_PARTIAL = "outputs are written whole or not at all, so nothing partial was left"
+_interrupt_note: list[Callable[[], str]] = []  # of the command running in this process
+
+
+def on_interrupt(note: Callable[[], str]) -> None:
+    """What the line printed on Ctrl-C says the running command kept and what not (else NOTHING_PARTIAL)."""
+    _interrupt_note[:] = [note]
+
+
 def cli_command(func: Callable) -> Callable:
     """Known errors become one `Error: ...` line on stderr and exit code 1, never a traceback.
 
     Any operating-system failure (permission denied, disk full, read-only file system, ...) is known too:
-    one line naming the path it happened on.
+    one line naming the path it happened on. Ctrl-C gives one `Interrupted: ...` line (what was kept, what
+    not: see on_interrupt) and exit code 130; caught here, as Typer would turn it into a silent exit 130.
     """
     from ..config import ConfigError
     from ..data import BadArgument, InputError
@@ -72,8 +82,13 @@ def cli_command(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        _interrupt_note.clear()
         try:
             return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            note = _interrupt_note[0]() if _interrupt_note else NOTHING_PARTIAL
+            console.print(f"Interrupted: {note}", style="yellow", highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(130) from None
         except known as err:
             if os.environ.get("MVQ_DEBUG"):
                 raise
