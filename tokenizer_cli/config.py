@@ -253,7 +253,7 @@ class EvalResult:
     perplexity: float | None = None
     images: int | None = None
     eval_data: str | None = None
-    fd_train_vs_test: float | None = None  # FD of real train vs test images: the floor
+    fd_train_vs_test: float | None = None  # FD of as many real train images vs the test images: the floor
     feature_net: str | None = None
     feature_net_accuracy: float | None = None
     seed: int | None = None  # of the prior's sampling
@@ -261,6 +261,7 @@ class EvalResult:
     device: str | None = None
     seconds: float | None = None
     command: str | None = None
+    warning: str | None = None  # why these FDs say little (too few images)
 
 
 @dataclass
