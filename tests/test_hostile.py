@@ -198,3 +198,4 @@ def test_decode_into_a_folder_that_fills_the_disk_leaves_no_image(runner, model_
     res = run(runner, "decode", ten_rows, out, "--model", model_dir, "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert len(list(out.glob("*.png"))) == 10 and sorted(p.name for p in out.parent.iterdir()) == ["out"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp folder left inside either

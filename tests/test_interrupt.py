@@ -92,6 +92,14 @@ def test_resume_with_other_inputs_or_options_is_refused(runner, model_dir, tmp_p
     assert len(list(partial_folder(out).glob("rows-*.npz"))) == 3  # refused runs keep the state
 
 
+def test_a_damaged_kept_batch_is_one_line(runner, model_dir, interrupted):
+    folder, out, _ = interrupted
+    sorted(partial_folder(out).glob("rows-*.npz"))[1].write_bytes(b"PK\x03\x04 not a zip")
+    res = run(runner, *encode_args(folder, out, model_dir, "--resume"))
+    assert res.exit_code == 1 and res.stderr.splitlines()[-1].startswith(f"Error: {partial_folder(out)}/rows-")
+    assert "a kept batch cannot be read" in res.stderr and "Traceback" not in res.output
+
+
 def test_without_resume_a_run_starts_over_and_says_so(runner, model_dir, tmp_path, interrupted):
     folder, out, _ = interrupted
     res = run(runner, *encode_args(folder, out, model_dir))

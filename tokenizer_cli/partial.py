@@ -105,17 +105,18 @@ class PartialEncode:
 
     def batches(self) -> Iterator[EncodedBatch]:
         """Every batch kept, in input order."""
-        start = 0
         for path in self.files:
+            start, stop = map(int, BATCH_FILE.match(path.name).groups())
             try:
                 with np.load(path, allow_pickle=False) as z:
                     batch = EncodedBatch(start, z["ok"], z["ids"], z["masks"] if "masks" in z else None,
                                          json.loads(str(z["skipped"])))
-            except (OSError, ValueError, KeyError) as err:
+                if len(batch.ok) != stop - start or len(batch.ids) != batch.ok.sum():
+                    raise ValueError("its rows do not match its name")
+            except Exception as err:  # any damage (truncated, not a zip, arrays missing) is one line
                 raise InputError(f"{path}: a kept batch cannot be read ({err}); run without --resume to start over") \
                     from None
             yield batch
-            start += len(batch.ok)
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
