@@ -86,6 +86,9 @@ def test_resume_with_other_inputs_or_options_is_refused(runner, model_dir, tmp_p
     res = run(runner, *encode_args(folder, out, model_dir, "--resume", "--batch-size", "4"))
     assert res.exit_code == 1 and res.stderr.count("\n") == 1
     assert "other --batch-size, so it cannot be resumed" in res.stderr
+    os.utime(folder / "00003.png", ns=(0, 0))  # the same names, but a file changed since
+    res = run(runner, *encode_args(folder, out, model_dir, "--resume"))
+    assert res.exit_code == 1 and "other inputs" in res.stderr
     (folder / "00000.png").unlink()
     res = run(runner, *encode_args(folder, out, model_dir, "--resume"))
     assert res.exit_code == 1 and "other inputs" in res.stderr

@@ -1,7 +1,7 @@
 """What an interrupted `mvq encode` had done, kept beside its output so that `--resume` continues it.
 
 A hidden folder `.OUT.npy.partial` beside OUT.npy holds `key.json` (what the rows depend on: the tokenizer,
-the inputs in order, the batch size, --skip-bad, the device type) and one file per encoded batch,
+the inputs in order and their files' sizes and times, the batch size, --skip-bad, the device type) and one file per encoded batch,
 `rows-START-STOP.npz`, each written atomically, so a kill at any moment leaves whole batches behind. A run
 resumed with other inputs or options is refused; the folder goes once the outputs are published.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -32,9 +33,18 @@ def partial_folder(out: Path) -> Path:
 
 
 def encode_key(tokenizer_id: str, sources: list[ImageSource], batch_size: int, skip_bad: bool, device: str) -> dict:
-    """What the rows of `mvq encode` depend on: a resumed run must match it in every field."""
-    labels = "\n".join(src.label() for src in sources).encode("utf-8", "surrogateescape")
-    return {"tokenizer_id": tokenizer_id, "inputs": len(sources), "inputs_sha256": hashlib.sha256(labels).hexdigest(),
+    """What the rows of `mvq encode` depend on: a resumed run must match it in every field. Inputs count by
+    their names in order and each file's size and modification time, so a file replaced meanwhile is noticed."""
+    h = hashlib.sha256()
+    for src in sources:
+        h.update(src.label().encode("utf-8", "surrogateescape") + b"\0")
+    for path in sorted({src.path for src in sources}):
+        try:
+            st = os.stat(path)
+            h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode("utf-8", "surrogateescape"))
+        except OSError:
+            h.update(f"{path}\0missing\0".encode("utf-8", "surrogateescape"))
+    return {"tokenizer_id": tokenizer_id, "inputs": len(sources), "inputs_sha256": h.hexdigest(),
             "batch_size": batch_size, "skip_bad": skip_bad, "device": device}
 
 
