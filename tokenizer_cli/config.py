@@ -125,6 +125,17 @@ class QuantizerConfig:
         return f"MVQ sampled masks K={self.num_codes}, {masks}"
 
 
+def grid_downsamples(image_size: int, tokens: int) -> int:
+    """Stride-2 stages of a grid layout: its last feature map is the token grid, sqrt(T) cells a side, so T
+    must be a square whose side divides image_size by a power of two."""
+    side = math.isqrt(tokens)
+    ratio = image_size // side if side else 0
+    if side * side != tokens or side * ratio != image_size or ratio & (ratio - 1):
+        raise ConfigError(f"grid layout needs tokens = side^2 with image_size / side a power of two; "
+                          f"got tokens {tokens} for {image_size}x{image_size} images")
+    return ratio.bit_length() - 1
+
+
 @dataclass
 class TokenizerConfig:
     image_size: int = 28  # H = W of the images the model reads and writes
@@ -168,6 +179,8 @@ class TokenizerConfig:
             if self.layout == "grid" and self.tokens != patches:
                 raise ConfigError(f"a vit grid has one token per patch: {patches} for {self.image_size}x"
                                   f"{self.image_size} in {self.patch_size}-pixel patches, not {self.tokens}")
+        if self.layout == "grid" and self.backbone == "conv":
+            grid_downsamples(self.image_size, self.tokens)  # settings no network can have fail here, in one line
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -271,7 +284,7 @@ class EvalResult:
     perplexity: float | None = None
     images: int | None = None
     eval_data: str | None = None
-    fd_train_vs_test: float | None = None  # FD of real train vs test images: the floor
+    fd_train_vs_test: float | None = None  # FD of as many real train images vs the test images: the floor
     feature_net: str | None = None
     feature_net_accuracy: float | None = None
     seed: int | None = None  # of the prior's sampling
@@ -279,6 +292,7 @@ class EvalResult:
     device: str | None = None
     seconds: float | None = None
     command: str | None = None
+    warning: str | None = None  # why these FDs say little (too few images)
 
 
 @dataclass

@@ -68,5 +68,14 @@ def held_out_folder(source: str) -> Path | None:
     return held if held is not None and held.is_dir() else None
 
 
+def train_split_beside(source: str) -> str | None:
+    """The training images of the data whose test split `source` is: Fashion-MNIST's train split, or the `train`
+    folder beside a `test` folder; None where there is none."""
+    if source == FASHION:
+        return FASHION
+    p = Path(source)
+    return str(p.parent / "train") if p.name == "test" and (p.parent / "train").is_dir() else None
+
+
 def fashion_labels(split: str) -> np.ndarray:
     return data_io.load_fashion_mnist(split=split)[1]

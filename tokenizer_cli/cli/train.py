@@ -6,14 +6,15 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Callable
 
 import typer
 
 from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
 from ..datasets import FASHION, load_images
 from ..hub import save_pipeline, swap_in
-from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, one_of, pick_device, progress_bar
+from .common import (BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, on_interrupt, one_of, pick_device,
+                     progress_bar)
 
 app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
 
@@ -31,6 +32,20 @@ def _levels(text: str) -> list[int]:
         return [int(x) for x in text.split(",")]
     except ValueError:
         fail(f"--levels takes integers separated by commas, like 8,6,5; got {text!r}")
+
+
+def checkpoint_note(run_dir: Path, unwritten: str) -> Callable[[], str]:
+    """What Ctrl-C leaves of a training: its last checkpoint, if any."""
+    from ..train import resume_step
+
+    def note() -> str:
+        step = resume_step(run_dir, True)
+        if not step:
+            return f"no checkpoint was written yet, so nothing is kept; {unwritten}"
+        return (f"the checkpoint of step {step:,} is kept in {run_dir}; rerun the same command with --resume to "
+                f"continue from it; {unwritten}")
+
+    return note
 
 
 @app.command("tokenizer", no_args_is_help=True)
@@ -99,6 +114,7 @@ def tokenizer(
                       f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(images):,} images, "
                       f"{dev} x {distributed.world_size()}")
     run_dir = out / "checkpoints"
+    on_interrupt(checkpoint_note(run_dir, f"the model folder {out} was not written"))
     with progress_bar("train tokenizer", steps, resume_step(run_dir, resume)) as bar:
         try:
             result = train_tokenizer(model, images, tcfg, run_dir, dev, resume=resume,
@@ -157,6 +173,7 @@ def prior(
     if n_embd % n_head:
         fail(f"--width {n_embd} must be a multiple of --heads {n_head}")
     run_dir = model / "checkpoints-prior"
+    on_interrupt(checkpoint_note(run_dir, f"{model / 'prior.safetensors'} was not written"))
     if distributed.is_main():
         check_prior_out(model, run_dir, resume, overwrite)
     distributed.barrier()

@@ -6,13 +6,11 @@ layout "grid": each cell of the last feature map is a token (T = h*w), as in VQ-
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TokenizerConfig
+from ..config import TokenizerConfig, grid_downsamples
 from ..quantizers import QuantizerOutput, build_quantizer
 from .vit import ViTDecoder, ViTEncoder
 
@@ -58,14 +56,7 @@ class Downsample(nn.Conv2d):
 def num_downsamples(cfg: TokenizerConfig) -> int:
     """How many stride-2 stages: grid layouts stop at sqrt(T) cells a side, 1d ones at <= 8."""
     if cfg.layout == "grid":
-        side = math.isqrt(cfg.tokens)
-        ratio = cfg.image_size // side if side else 0
-        if side * side != cfg.tokens or side * ratio != cfg.image_size or ratio & (ratio - 1):
-            raise ValueError(
-                f"grid layout needs T = side^2 with image_size / side a power of two; "
-                f"got T={cfg.tokens} for {cfg.image_size}x{cfg.image_size}"
-            )
-        return ratio.bit_length() - 1
+        return grid_downsamples(cfg.image_size, cfg.tokens)
     n, size = 0, cfg.image_size
     while size > 8 and size % 2 == 0:
         size //= 2
