@@ -430,3 +430,25 @@ def test_atomic_write_cleans_up(tmp_path, exc):
     assert os.listdir(tmp_path) == ["keep.bin"] and (tmp_path / "keep.bin").read_text() == "old"
     atomic_write(tmp_path / "keep.bin", lambda tmp: Path(tmp).write_text("new"))
     assert os.listdir(tmp_path) == ["keep.bin"] and (tmp_path / "keep.bin").read_text() == "new"
+
+
+def test_packed_image_array_loads_and_finds_its_test_split(tmp_path):
+    from tokenizer_cli.datasets import held_out_folder, load_images
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 5), ("test", 3)):
+        (tmp_path / split).mkdir()
+        np.save(tmp_path / split / "images.npy", rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8))
+    train = str(tmp_path / "train" / "images.npy")
+    images = load_images(train, "train", 16, 3)
+    assert images.shape == (5, 16, 16, 3) and images.dtype == np.uint8
+    assert np.array_equal(images, np.load(train))
+    assert load_images(train, "train", 16, 3, limit=2).shape[0] == 2
+    assert held_out_folder(train) == tmp_path / "test" / "images.npy"
+    with pytest.raises(InputError, match="--channels 3"):
+        load_images(train, "train", 16, 1)
+    with pytest.raises(InputError, match="--image-size"):
+        load_images(train, "train", 32, 3)
+    np.save(tmp_path / "floats.npy", np.zeros((2, 16, 16, 3), dtype=np.float32))
+    with pytest.raises(InputError, match="not uint8"):
+        load_images(str(tmp_path / "floats.npy"), "train", 16, 3)

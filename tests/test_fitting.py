@@ -137,3 +137,17 @@ def test_the_advice_follows_whatever_is_shipped(tmp_path, monkeypatch):
     notice = mismatch_notice(tally([PictureInfo(640, 480, True)] * 3), 1, "grey-28")
     assert notice.endswith("pictures-32 (32x32 colour) fits them better: --model pictures-32")
     assert shape_from_pictures([PictureInfo(640, 480, True)])[:2] == (32, 3)  # the sides shipped: 28 and 32
+
+
+@pytest.mark.slow
+def test_train_takes_the_shape_of_a_packed_array(runner, tmp_path):
+    """A packed .npy array is not a folder of pictures to look at: its shape gives --image-size and --channels."""
+    packed = tmp_path / "images.npy"
+    np.save(packed, np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8))
+    res = runner.invoke(app, ["train", "tokenizer", str(tmp_path / "m"), "--data", str(packed), "--steps", "2",
+                              "--batch-size", "8", "--base-channels", "4", "--quantizer", "vq", "--tokens", "1",
+                              "--checkpoint-every", "0", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "a packed array of 16x16 colour images; chose --image-size 16 --channels 3" in res.stderr
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())["tokenizer"]
+    assert (cfg["image_size"], cfg["channels"]) == (16, 3)

@@ -1,13 +1,18 @@
 """Writing files: atomically (a temp file beside the target, fsync, rename), PNGs and contact sheets, and the
-check, before any work, that outputs can be written at all."""
+check, before any work, that outputs can be written at all; reading small JSON files that may be hostile."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,37 @@ from .data import InputError
 
 class OutputExistsError(InputError, FileExistsError):
     """An output file exists and overwriting was not allowed."""
+
+
+def read_small_json(path: str | os.PathLike[str], max_bytes: int) -> object:
+    """Parse a JSON file of at most max_bytes; anything else is one InputError line naming the path, at once.
+
+    The file is opened without blocking and checked to be a regular file before a byte is read, so a FIFO
+    (which would block forever), a device (/dev/zero never ends) or a folder is refused; at most max_bytes + 1
+    bytes are read whatever the file claims, and nesting too deep for the parser is refused too.
+    FileNotFoundError is left to the caller, who knows what a missing file means.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or other special file"
+            raise InputError(f"{os.fsdecode(path)}: is {kind}, not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            blob = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(blob) > max_bytes:
+        raise InputError(f"{os.fsdecode(path)}: larger than {max_bytes:,} bytes, too large to be what it should be")
+    try:
+        return json.loads(blob.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{os.fsdecode(path)}: not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{os.fsdecode(path)}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{os.fsdecode(path)}: JSON nested too deeply") from None
 
 
 def current_umask() -> int:
@@ -49,6 +85,33 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and err.filename is None:
             err.filename = str(target)  # a failed write (disk full) names the file it was for
+        raise
+
+
+@contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """A hidden temp folder beside `folder` (inside it, when it exists) whose files appear in `folder` only
+    when the block ends without an error: a full disk or Ctrl-C half way leaves `folder` as it was.
+
+    A new folder is the temp folder renamed; into an existing one the files are moved one by one (a rename
+    in the same file system needs no space), replacing files of the same name."""
+    existed = folder.is_dir()
+    home = folder if existed else folder.parent
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=home))
+    try:
+        yield tmp
+        if existed:
+            for entry in sorted(tmp.iterdir()):
+                os.replace(entry, folder / entry.name)
+            tmp.rmdir()
+        else:
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700; the folder is as readable as any other
+            os.rename(tmp, folder)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.filename is not None and os.fsdecode(err.filename).startswith(str(tmp)):
+            err.filename = str(folder) + os.fsdecode(err.filename)[len(str(tmp)):]  # the name the user asked for
         raise
 
 

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Callable
 from safetensors import SafetensorError
 
 from .config import ConfigError, ModelConfig, to_dict
-from .files import atomic_write, current_umask
+from .data import InputError
+from .files import atomic_write, current_umask, read_small_json
 
 if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --help` starts without torch
     import torch
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --hel
     from .pipeline import Pipeline
 
 DEFAULT_MODEL = "mvq-fmnist-t2"
+CONFIG_MAX_BYTES = 1 << 20  # config.json: about 12 kB with a training history; a larger one is not ours
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
 
@@ -201,13 +203,13 @@ def did_you_mean(name: str) -> str:
 def read_config(folder: Path) -> ModelConfig:
     """A model folder's config.json, parsed and checked field by field (before anything is allocated)."""
     try:
-        raw = json.loads((folder / "config.json").read_text())
+        raw = read_small_json(folder / "config.json", CONFIG_MAX_BYTES)
     except FileNotFoundError:
-        raise BadCheckpoint(f"{folder}: no config.json (not an mvq model folder)")
-    except json.JSONDecodeError as err:
-        raise BadCheckpoint(f"{folder}/config.json is not valid JSON ({err.msg}, line {err.lineno})")
-    except (OSError, UnicodeDecodeError) as err:
-        raise BadCheckpoint(f"{folder}/config.json cannot be read ({err})")
+        raise BadCheckpoint(f"{folder}: no config.json (not an mvq model folder)") from None
+    except InputError as err:
+        raise BadCheckpoint(str(err)) from None
+    except OSError as err:
+        raise BadCheckpoint(f"{folder}/config.json cannot be read ({err.strerror or err})") from None
     try:
         return ModelConfig.from_dict(raw)
     except (ConfigError, TypeError, ValueError) as err:
@@ -328,8 +330,8 @@ ATOMIC_TEMP = re.compile(r"^\..+\.tmp-\d+$")  # files.atomic_write's temp files,
 def is_model_folder(folder: Path) -> bool:
     """A folder this tool wrote: config.json with an "mvq_format" key."""
     try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
+        cfg = read_small_json(folder / "config.json", CONFIG_MAX_BYTES)
+    except (OSError, InputError):
         return False
     return isinstance(cfg, dict) and "mvq_format" in cfg
 

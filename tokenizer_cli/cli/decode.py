@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Iterable
 
@@ -79,20 +80,20 @@ def write_images(batches: Iterable[np.ndarray], out_dir: Path | None, grid: Path
     """Write uint8 image batches as PNGs named `names` (numbered by default) and/or one contact sheet of tiles
     enlarged by `scale` (files.sheet_scale's default); returns the number of images.
 
-    Images are written as they come, so memory holds one batch (and the sheet's first GRID_LIMIT images)."""
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    Images are written as they come, so memory holds one batch (and the sheet's first GRID_LIMIT images).
+    The PNGs go to a temp folder that takes out_dir's place at the end, so a failure leaves none of them."""
     sheet: list[np.ndarray] = []
     count, width = 0, max(5, len(str(max(total, 1) - 1)))
-    for batch in batches:
-        if out_dir is not None:
-            for img in batch:
-                files.save_png(img, out_dir / (names[count] if names is not None else f"{count:0{width}d}.png"))
-                count += 1
-        else:
-            count += len(batch)
-        if grid is not None and sum(map(len, sheet)) < GRID_LIMIT:
-            sheet.append(batch[: GRID_LIMIT - sum(map(len, sheet))])
+    with files.staged_folder(out_dir) if out_dir is not None else nullcontext() as staging:
+        for batch in batches:
+            if out_dir is not None:
+                for img in batch:
+                    files.save_png(img, staging / (names[count] if names is not None else f"{count:0{width}d}.png"))
+                    count += 1
+            else:
+                count += len(batch)
+            if grid is not None and sum(map(len, sheet)) < GRID_LIMIT:
+                sheet.append(batch[: GRID_LIMIT - sum(map(len, sheet))])
     if out_dir is not None:
         console.print(f"wrote {count} PNGs to {out_dir}")
     if grid is not None and sheet:

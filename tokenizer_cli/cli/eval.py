@@ -64,6 +64,7 @@ def eval_cmd(
                                command="mvq " + shlex.join(sys.argv[1:]), fit=fit, tally=pictures)
     warn(mismatch_notice(pictures, pipe.tokenizer.cfg.channels, model))
     _print(model, result)
+    warn(result.warning)
     if pipe.prior is None:
         console.print("note: the model has no prior, so there is no generation FD (train one with `mvq train prior`)",
                       soft_wrap=True)
@@ -95,7 +96,8 @@ def _print(model: str, r: EvalResult) -> None:
         ("feature net (FD)", r.feature_net),
         ("reconstruction FD", num(r.recon_fd, ".4g")),
         ("generation FD", num(r.generation_fd, ".4g") if r.generation_fd is not None else "- (no prior)"),
-        ("FD real train vs test (floor)", num(r.fd_train_vs_test, ".4g")),
+        ("FD real train vs test (floor)", num(r.fd_train_vs_test, ".4g") if r.fd_train_vs_test is not None
+         else "- (no train split beside the data)"),
         ("MSE ([-1, 1] pixels)", num(r.mse, ".5f")),
         ("PSNR dB", num(r.psnr, ".2f")),
         ("SSIM", num(r.ssim, ".4f")),

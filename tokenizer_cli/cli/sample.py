@@ -12,7 +12,7 @@ from .. import files
 from ..hub import load_pipeline
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
 from .common import (DEFAULT_MODEL, DeviceOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, ScaleOpt, SeedOpt,
-                     console, fail, one_of, pick_device, progress_bar)
+                     console, fail, finite, one_of, pick_device, progress_bar)
 from .decode import write_images
 from .encode import refuse_existing
 
@@ -23,7 +23,7 @@ def sample(
     n: Annotated[int, typer.Option("--n", "-n", min=1, max=MAX_SAMPLES, help="Images to sample.")] = 64,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet (8x8 for 64; the first 1,024 images).")] = Path("samples.png"),
     model: ModelOpt = DEFAULT_MODEL,
-    temperature: Annotated[float, typer.Option("--temperature", "-T", min=0.0, help="Softmax temperature; 0 = greedy.")] = 1.0,
+    temperature: Annotated[float, typer.Option("--temperature", "-T", min=0.0, callback=finite, help="Softmax temperature; 0 = greedy.")] = 1.0,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Sample only among the k most likely tokens.")] = None,
     top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling: smallest set with this much probability.")] = None,
     label: Annotated[int | None, typer.Option("--class", help="Class id for a class-conditional prior.")] = None,

@@ -6,17 +6,17 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Callable
 
 import typer
 
 from ..config import QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
-from ..datasets import FASHION, load_images, look_at_pictures
+from ..datasets import FASHION, array_shape, is_array, load_images, look_at_pictures
 from ..fitting import mismatch_notice
 from ..hub import save_pipeline, swap_in
 from ..images import DEFAULT_FIT, PictureTally
-from .common import (BatchOpt, DeviceOpt, FitOpt, SeedOpt, cli_command, console, fail, one_of, pick_device,
-                     progress_bar, warn)
+from .common import (BatchOpt, DeviceOpt, FitOpt, SeedOpt, cli_command, console, fail, on_interrupt, one_of,
+                     pick_device, progress_bar, warn)
 
 app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=10_000_000, help="O
 LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last complete checkpoint in OUT/checkpoints.")]
 CkptOpt = Annotated[int, typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints (0: only at the end).")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | bf16 (autocast).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (bf16 autocast on a GPU or a CPU with native bf16: AMX or AVX512-BF16; else fp32) | fp32 | bf16.")]
 
 
 def _levels(text: str) -> list[int]:
@@ -34,6 +34,20 @@ def _levels(text: str) -> list[int]:
         return [int(x) for x in text.split(",")]
     except ValueError:
         fail(f"--levels takes integers separated by commas, like 8,6,5; got {text!r}")
+
+
+def checkpoint_note(run_dir: Path, unwritten: str) -> Callable[[], str]:
+    """What Ctrl-C leaves of a training: its last checkpoint, if any."""
+    from ..train import resume_step
+
+    def note() -> str:
+        step = resume_step(run_dir, True)
+        if not step:
+            return f"no checkpoint was written yet, so nothing is kept; {unwritten}"
+        return (f"the checkpoint of step {step:,} is kept in {run_dir}; rerun the same command with --resume to "
+                f"continue from it; {unwritten}")
+
+    return note
 
 
 @app.command("tokenizer", no_args_is_help=True)
@@ -64,7 +78,7 @@ def tokenizer(
     checkpoint_every: CkptOpt = 500,
     resume: ResumeOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
     """Train an autoencoder with a VQ, FSQ or MVQ bottleneck and write a model folder.
@@ -76,12 +90,12 @@ def tokenizer(
     from .. import distributed
     from ..models import Tokenizer
     from ..evaluate import held_out_metrics
-    from ..train import TrainConfig, check_tokenizer_out, resume_step, train_tokenizer, training_record
+    from ..train import (TrainConfig, check_tokenizer_out, resolve_precision, resume_step, train_tokenizer,
+                         training_record)
 
     # Every option and the data are checked before OUT is looked at: a bad one leaves OUT untouched.
     dev = distributed.setup(pick_device(device))
-    if precision not in ("fp32", "bf16"):
-        fail("--precision must be fp32 or bf16")
+    precision = resolve_precision(precision, dev)
     if image_size is None or channels is None:
         image_size, channels = _shape_from_data(data, image_size, channels)
     torch.manual_seed(seed)  # before building, so the seed fixes the init
@@ -108,6 +122,7 @@ def tokenizer(
                       f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(images):,} images, "
                       f"{dev} x {distributed.world_size()}")
     run_dir = out / "checkpoints"
+    on_interrupt(checkpoint_note(run_dir, f"the model folder {out} was not written"))
     with progress_bar("train tokenizer", steps, resume_step(run_dir, resume)) as bar:
         try:
             result = train_tokenizer(model, images, tcfg, run_dir, dev, resume=resume,
@@ -127,14 +142,18 @@ def tokenizer(
 
 
 def _shape_from_data(data: str, image_size: int | None, channels: int | None) -> tuple[int, int]:
-    """--image-size and --channels where not given: Fashion-MNIST's 28x28 grey, or a folder's pictures' own (a
-    sample of them: fitting.shape_from_pictures), said on stderr."""
+    """--image-size and --channels where not given: Fashion-MNIST's 28x28 grey, a packed array's shape, or a
+    folder's pictures' own (a sample of them: fitting.shape_from_pictures), said on stderr."""
     from .. import distributed
     from ..fitting import describe, shape_from_pictures
 
     if data == FASHION:
         return image_size or 28, channels or 1
-    side, colour, why = shape_from_pictures(look_at_pictures(data))
+    if is_array(data):
+        side, colour = array_shape(Path(data))
+        why = f"a packed array of {describe(side, colour)} images"
+    else:
+        side, colour, why = shape_from_pictures(look_at_pictures(data))
     chosen = " ".join(([] if image_size else [f"--image-size {side}"]) + ([] if channels else [f"--channels {colour}"]))
     image_size, channels = image_size or side, channels or colour
     if distributed.is_main():
@@ -162,7 +181,7 @@ def prior(
     resume: ResumeOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model's prior if it has one.")] = False,
     mask_head: Annotated[bool, typer.Option("--mask-head/--no-mask-head", help="MVQ with sampled masks: the prior also predicts each token's mask from the sequence so far and its code (otherwise `mvq sample` draws masks from the tokenizer's p(m | k)).")] = True,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a GPT-style prior over the tokens of a model's tokenizer.
@@ -174,15 +193,17 @@ def prior(
     from ..config import PriorConfig
     from ..hub import load_pipeline
     from ..models.prior import Prior
-    from ..train import (TrainConfig, check_prior_out, prior_training_data, resume_step, train_prior,
-                         training_record)
+    from ..train import (TrainConfig, check_prior_out, prior_training_data, resolve_precision, resume_step,
+                         train_prior, training_record)
 
     dev = distributed.setup(pick_device(device))
+    precision = resolve_precision(precision, dev)
     if not (model / "config.json").is_file():
         fail(f"{model} is not a model folder (no config.json); train a tokenizer first")
     if n_embd % n_head:
         fail(f"--width {n_embd} must be a multiple of --heads {n_head}")
     run_dir = model / "checkpoints-prior"
+    on_interrupt(checkpoint_note(run_dir, f"{model / 'prior.safetensors'} was not written"))
     if distributed.is_main():
         check_prior_out(model, run_dir, resume, overwrite)
     distributed.barrier()

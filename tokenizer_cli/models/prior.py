@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PriorConfig
+from ..quantizers.base import GREEDY_BELOW
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: K, V each (B, nh, T, hs)
 
@@ -236,7 +237,7 @@ class Prior(nn.Module):
     @staticmethod
     def _sample(logits, temperature: float, top_k: int | None, top_p: float | None, g: torch.Generator):
         """logits (B, vocab) float32 -> next ids (B, 1)."""
-        if temperature == 0:  # greedy; consumes no random numbers
+        if temperature < GREEDY_BELOW:  # 0 (or so small it is 0 in float32): greedy; consumes no random numbers
             return logits.argmax(dim=-1, keepdim=True)
         logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # shifted: a tiny T cannot overflow
         if top_k is not None and top_k < logits.shape[-1]:
