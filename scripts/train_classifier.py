@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import shlex
 import sys
@@ -42,6 +43,15 @@ def load_folder(root: Path, split: str, size: int, channels: int) -> tuple[np.nd
     classes = sorted({v.split("/")[0] for v in outputs.values()})
     images = load_uint8([ImageSource(str(root / k)) for k in names], size, channels)  # (N, H, W, C) uint8
     labels = np.array([classes.index(outputs[k].split("/")[0]) for k in names], dtype=np.int64)
+    return images, labels, classes
+
+
+def load_packed(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(uint8 images, int64 labels, class names) of a picture set from scripts/prepare_pictures.py:
+    ROOT/split/images.npy and labels.npy, the class names being manifest.json's groups."""
+    classes = json.loads((root / "manifest.json").read_text())["groups"]
+    images = np.load(root / split / "images.npy")
+    labels = np.load(root / split / "labels.npy").astype(np.int64)
     return images, labels, classes
 
 
@@ -101,7 +111,8 @@ def readme(name: str, info: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=FASHION, help="fashion-mnist, or a folder from scripts/prepare_openclipart.py")
+    p.add_argument("--data", default=FASHION, help="fashion-mnist, or a folder from scripts/prepare_openclipart.py "
+                   "or scripts/prepare_pictures.py (its groups are the classes)")
     p.add_argument("--image-size", type=int, default=64, help="image side for a folder (fashion-mnist is 28)")
     p.add_argument("--out", type=Path, default=Path("weights/fd-fmnist-classifier"))
     p.add_argument("--epochs", type=int, default=6)
@@ -111,6 +122,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--shift", type=int, default=2, help="random shifts of up to this many pixels")
     p.add_argument("--flip", action="store_true", help="also random horizontal flips (test images are never flipped)")
+    p.add_argument("--balance", action="store_true", help="draw every class equally often (folder data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: leave the other cores alone)")
     a = p.parse_args()
@@ -126,10 +138,15 @@ def main() -> None:
         described = f"Fashion-MNIST train ({len(train_x):,} images)"
     else:
         root = Path(a.data)
-        train_x, train_y, classes = load_folder(root, "train", a.image_size, 3)
-        test_x, test_y, _ = load_folder(root, "test", a.image_size, 3)
+        load = load_packed if (root / "train" / "images.npy").is_file() else functools.partial(
+            load_folder, size=a.image_size, channels=3)
+        train_x, train_y, classes = load(root, "train")
+        test_x, test_y, _ = load(root, "test")
         cfg, fill = ClassifierConfig(image_size=a.image_size, channels=3, num_classes=len(classes), width=a.width), 1.0
         described = f"{root.name}/train ({len(train_x):,} images, classes from manifest.json)"
+        if a.balance:  # draw each class equally often: a rare group (paintings) must still be told apart
+            counts = np.bincount(train_y, minlength=len(classes))
+            weights = torch.from_numpy(1.0 / counts[train_y])
     net = Classifier(cfg).to(memory_format=torch.channels_last)
     steps_per_epoch = len(train_x) // a.batch_size  # the last partial batch is dropped
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)
@@ -138,7 +155,8 @@ def main() -> None:
     t0 = time.perf_counter()
     for epoch in range(a.epochs):
         net.train()
-        order = torch.randperm(len(train_x), generator=g)
+        order = (torch.multinomial(weights, len(train_x), replacement=True, generator=g) if a.balance and
+                 a.data != FASHION else torch.randperm(len(train_x), generator=g))
         total = 0.0
         for i in range(steps_per_epoch):
             idx = order[i * a.batch_size : (i + 1) * a.batch_size]

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -171,7 +172,8 @@ def test_cuda_without_gpu_is_a_clear_error(runner, model_dir, image_dir, tmp_pat
 
 @pytest.mark.slow
 def test_killed_encode_leaves_no_output(model_dir, tmp_path):
-    """SIGKILL in the middle of `mvq encode` leaves no tokens file, no manifest and no temp file."""
+    """SIGKILL in the middle of `mvq encode` leaves no tokens file, no manifest and no temp file (only the
+    batches done, for --resume)."""
     import os
     import signal
     import subprocess
@@ -194,8 +196,11 @@ def test_killed_encode_leaves_no_output(model_dir, tmp_path):
     assert proc.poll() is None, "encode finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    leftovers = list(out.parent.iterdir()) if out.parent.exists() else []
-    assert leftovers == []
+    leftovers = sorted(p.name for p in out.parent.iterdir()) if out.parent.exists() else []
+    assert leftovers in ([], [".tokens.npy.partial"])  # no output, no temp file; at most the batches done, whole
+    if leftovers:  # whole batches, and the temp file of the one being written, if the kill came then
+        kept = [p.name for p in (out.parent / leftovers[0]).iterdir()]
+        assert all(n == "key.json" or re.fullmatch(r"\.?rows-\d+-\d+\.npz(\.tmp-\d+)?", n) for n in kept), kept
 
 
 def test_sampled_masks_make_decoding_exact_and_draws_follow_the_seed(runner, model_dir, image_dir, tmp_path):
@@ -214,7 +219,7 @@ def test_sampled_masks_make_decoding_exact_and_draws_follow_the_seed(runner, mod
                         ("seed1b", ["--ignore-masks", "--seed", "1"]), ("seed2", ["--ignore-masks", "--seed", "2"])):
         res = run(runner, "decode", out, tmp_path / name, "--model", model_dir, "--device", "cpu", *extra)
         assert res.exit_code == 0, res.output
-        decoded[name] = np.asarray(Image.open(tmp_path / name / "00000.png")).astype(float) / 127.5 - 1
+        decoded[name] = np.asarray(Image.open(tmp_path / name / "a.png")).astype(float) / 127.5 - 1
     assert np.abs(decoded["stored"] - direct[0, 0].numpy()).max() < 0.01
     assert np.array_equal(decoded["seed1"], decoded["seed1b"])
     assert not np.array_equal(decoded["seed1"], decoded["seed2"])
@@ -237,3 +242,46 @@ def test_tokens_never_meet_another_tokenizer_silently(runner, model_dir, image_d
     (tmp_path / "t.json").write_text(json.dumps(manifest))
     res = run(runner, "decode", out, tmp_path / "d2", "--model", model_dir, "--device", "cpu")
     assert res.exit_code == 1 and "do not belong together" in res.stderr
+
+
+def test_decode_without_model_uses_the_model_the_manifest_names(runner, model_dir, image_dir, tmp_path):
+    out = tmp_path / "t.npy"
+    assert run(runner, "encode", image_dir, out, "--model", model_dir, "--device", "cpu").exit_code == 0
+    res = run(runner, "decode", out, tmp_path / "named", "--device", "cpu")  # no --model: the tiny model, not the default
+    assert res.exit_code == 0, res.output
+    assert f"model {model_dir} (named in {tmp_path / 't.json'})" in res.stderr
+    res = run(runner, "decode", out, tmp_path / "given", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    for png in sorted((tmp_path / "given").glob("*.png")):
+        assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(tmp_path / "named" / png.name)))
+    res = run(runner, "decode", out, tmp_path / "other", "--model", "mvq-fmnist-t5", "--device", "cpu")
+    assert res.exit_code == 1 and "was written by tokenizer" in res.stderr  # --model overrides, still checked
+    manifest = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps({**manifest, "model": str(tmp_path / "gone")}))
+    res = run(runner, "decode", out, tmp_path / "gone", "--device", "cpu")
+    assert res.exit_code == 1 and "t.json names: pass --model" in res.stderr
+
+
+def test_decoded_pngs_are_named_after_their_sources_and_collisions_numbered(runner, model_dir, tmp_path):
+    rng = np.random.default_rng(1)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(tmp_path / folder / "boot.png")
+    Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(tmp_path / "b" / "boot-2.png")
+    out = tmp_path / "t.npy"
+    res = run(runner, "encode", tmp_path / "a", tmp_path / "b", out, "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    res = run(runner, "decode", out, tmp_path / "d", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    # manifest order: a/boot.png, b/boot-2.png, b/boot.png; the second boot.png is numbered past boot-2.png
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["boot-2.png", "boot-3.png", "boot.png"]
+    from tokenizer_cli import Pipeline
+
+    pipe = Pipeline.from_token_file(out, device="cpu")
+    rows = pipe.decode(np.load(out), np.load(tmp_path / "t.masks.npy"), output="numpy")
+    for row, name in enumerate(["boot.png", "boot-2.png", "boot-3.png"]):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "d" / name)), rows[row])
+    paths = pipe.decode_file(out, tmp_path / "api")  # the Python API names them alike
+    assert [p.name for p in paths] == ["boot.png", "boot-2.png", "boot-3.png"]
+    assert all(np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(tmp_path / "d" / p.name)))
+               for p in paths)

@@ -11,7 +11,7 @@ from tokenizer_cli.classifier import Classifier, ClassifierConfig, save_classifi
 from tokenizer_cli.cli.app import app
 
 KEYS = {"recon_fd", "generation_fd", "mse", "psnr", "ssim", "codebook_usage", "tokens_used", "perplexity", "images",
-        "feature_net", "feature_net_accuracy", "fd_train_vs_test", "seed", "command"}
+        "feature_net", "feature_net_accuracy", "fd_train_vs_test", "seed", "command", "warning"}
 
 
 @pytest.fixture
@@ -37,7 +37,10 @@ def test_eval_without_prior_writes_json_and_the_model_card(runner, model_dir, im
     assert KEYS <= report.keys()
     assert report["generation_fd"] is None and report["recon_fd"] >= 0 and report["images"] == 4
     assert -1 <= report["ssim"] <= 1 and report["feature_net_accuracy"] == 0.5
-    assert report["fd_train_vs_test"] == 0.25
+    assert report["fd_train_vs_test"] is None  # the feature net's stored floor is of other data
+    assert report["warning"].startswith("FD on 4 images says little: two disjoint samples of 24 Fashion-MNIST")
+    assert "warning: FD on 4 images says little" in res.stderr
+    assert "- (no train split beside the data)" in res.stdout
     cfg = json.loads((model_dir / "config.json").read_text())
     assert KEYS <= cfg["eval"].keys() and cfg["eval"]["generation_fd"] is None
     assert "tokenizer" in cfg  # the rest of config.json is kept
@@ -85,3 +88,52 @@ def test_eval_does_not_write_into_a_hub_cache_snapshot(runner, model_dir, image_
     assert "Hub cache snapshot" in res.stderr
     assert (snap / "config.json").read_text() == before
     assert json.loads((tmp_path / "e.json").read_text())["written_to"] is None
+
+
+def test_the_floor_is_measured_on_the_data_evaluated(runner, model_dir, feature_net, tmp_path):
+    """A `test` folder with a `train` folder beside it: the floor is FD of as many of its train images."""
+    import numpy as np
+    from PIL import Image
+
+    from tokenizer_cli.classifier import load_feature_net
+    from tokenizer_cli.datasets import load_images
+    from tokenizer_cli.fd import extract_features, features_fd
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 9), ("test", 6)):
+        (tmp_path / "set" / split).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(tmp_path / "set" / split / f"{i}.png")
+    res = evaluate(runner, model_dir, tmp_path / "set" / "test", feature_net, tmp_path / "e.json", "--no-write")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "e.json").read_text())
+    net, _ = load_feature_net(str(feature_net), "cpu")
+    test, train = (load_images(str(tmp_path / "set" / split), "", 28, 1) for split in ("test", "train"))
+    expected = features_fd(extract_features(net, train[:6], 3, "cpu"), extract_features(net, test, 3, "cpu"))
+    assert report["fd_train_vs_test"] == pytest.approx(expected, rel=1e-6) and report["fd_train_vs_test"] != 0.25
+
+
+@pytest.mark.slow
+def test_fd_of_small_samples_of_the_same_data_justifies_the_warning():
+    """Two disjoint samples of n Fashion-MNIST test images, in the shipped classifier's features: far apart at
+    small n (evaluate.SAME_DATA_FD), close from MIN_FD_IMAGES on."""
+    import numpy as np
+
+    from tokenizer_cli.classifier import load_feature_net
+    from tokenizer_cli.datasets import FASHION, load_images
+    from tokenizer_cli.evaluate import MIN_FD_IMAGES
+    from tokenizer_cli.fd import extract_features, features_fd
+
+    try:
+        images = load_images(FASHION, "test", 28, 1)
+    except Exception as err:  # Debian's dataset-fashion-mnist is not installed here
+        pytest.skip(f"no Fashion-MNIST: {err}")
+    net, _ = load_feature_net("fd-fmnist-classifier", "cpu")
+    feats = extract_features(net, images, 500, "cpu")
+    order = np.random.default_rng(0).permutation(len(feats))
+
+    def same_data_fd(n):
+        return features_fd(feats[order[:n]], feats[order[n : 2 * n]])
+
+    assert same_data_fd(24) > 100 and 25 < same_data_fd(100) < 80
+    assert same_data_fd(MIN_FD_IMAGES) < 3

@@ -199,8 +199,9 @@ def test_train_a_maskgit_prior_beside_the_ar_prior(runner, model_dir, image_dir,
     res = run(runner, "decode", tmp_path / "s.npy", tmp_path / "back", "--model", model_dir, "--device", "cpu")
     assert res.exit_code == 0, res.output
     for i in (0, 5):
-        sampled = np.asarray(Image.open(tmp_path / "imgs" / f"{i:05d}.png"))
-        assert np.array_equal(np.asarray(Image.open(tmp_path / "back" / f"{i:05d}.png")), sampled)
+        name = f"sample-seed-4-{i:05d}.png"  # named as the AR prior's samples are
+        back, sampled = (np.asarray(Image.open(tmp_path / folder / name)) for folder in ("back", "imgs"))
+        assert np.array_equal(back, sampled)
 
 
 def test_maskgit_training_resumes_exactly_where_it_stopped(tmp_path):
@@ -244,3 +245,33 @@ def test_benchmark_times_both_samplers(runner, model_with_both_priors, tmp_path)
     for r in result["maskgit_rows"]:
         assert r["steps"] == 2 and r["ms_per_image_b1"] > 0 and r["ms_per_image_b64"] > 0
     assert "MaskGIT parallel decoding against the AR prior" in res.stdout
+
+
+def test_maskgit_training_fits_pictures_resolves_precision_and_names_its_checkpoint_on_ctrl_c(
+        runner, model_dir, image_dir, monkeypatch):
+    from tokenizer_cli.cli.common import Bar
+    from tokenizer_cli.train import resolve_precision
+
+    args = ["train", "prior", model_dir, "--kind", "maskgit", "--data", image_dir, "--fit", "pad", "--steps", 4,
+            "--checkpoint-every", 2, "--layers", 1, "--heads", 2, "--width", 16, "--batch-size", 2, "--device", "cpu"]
+    advance, steps = Bar.advance, []
+
+    def advance_then_interrupt(self, n=1, **fields):
+        steps.append("loss" in fields)  # a training step (not an image loaded or encoded)
+        if sum(steps) == 3:  # the checkpoint of step 2 is written
+            raise KeyboardInterrupt
+        advance(self, n, **fields)
+
+    with monkeypatch.context() as m:
+        m.setattr(Bar, "advance", advance_then_interrupt)
+        res = run(runner, *args)
+    assert res.exit_code == 130
+    assert res.stderr.splitlines()[-1] == (
+        f"Interrupted: the checkpoint of step 2 is kept in {model_dir / 'checkpoints-maskgit'}; rerun the same "
+        f"command with --resume to continue from it; {model_dir / 'prior-maskgit.safetensors'} was not written")
+    res = run(runner, *args, "--resume")
+    assert res.exit_code == 0, res.output
+    assert "warning: 1 of 4 pictures are smaller than 28x28 (9x9)" in res.stderr  # pad: the 17x50 is shrunk, not enlarged
+    record = json.loads((model_dir / "config.json").read_text())["maskgit_prior_training"]
+    assert record["resumed_from"] == 2 and record["precision"] == resolve_precision("auto", torch.device("cpu"))
+    assert load_pipeline(str(model_dir)).maskgit_prior.generate(2, seed=0).shape == (2, 2)

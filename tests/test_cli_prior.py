@@ -16,7 +16,7 @@ def test_sample_writes_a_grid_and_tokens(runner, model_with_prior, tmp_path):
     res = run(runner, "sample", "--n", 4, "--out", out, "--model", model_with_prior, "--device", "cpu",
               "--tokens-out", tmp_path / "t.npy", "--images-dir", tmp_path / "imgs", "--seed", 3)
     assert res.exit_code == 0, res.output
-    assert Image.open(out).size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)  # 2x2 tiles, 2 px padding
+    assert Image.open(out).size == (2 * 112 + 3 * 2, 2 * 112 + 3 * 2)  # 2x2 tiles, 28 px enlarged 4x, 2 px padding
     tokens = np.load(tmp_path / "t.npy")
     assert tokens.shape == (4, 2) and tokens.max() < 12
     assert len(list((tmp_path / "imgs").glob("*.png"))) == 4
@@ -122,8 +122,9 @@ def test_prior_with_a_mask_head_samples_masks_that_decode_back_to_the_samples(ru
     res = run(runner, "decode", tmp_path / "s.npy", tmp_path / "back", "--model", model_dir, "--device", "cpu")
     assert res.exit_code == 0, res.output
     for i in (0, 5):
-        sampled = np.asarray(Image.open(tmp_path / "imgs" / f"{i:05d}.png"))
-        assert np.array_equal(np.asarray(Image.open(tmp_path / "back" / f"{i:05d}.png")), sampled)
+        name = f"sample-seed-4-{i:05d}.png"  # sample and decode name an image alike
+        back, sampled = (np.asarray(Image.open(tmp_path / folder / name)) for folder in ("back", "imgs"))
+        assert np.array_equal(back, sampled)
 
 
 def test_a_new_prior_can_replace_one_whose_file_is_gone(runner, model_with_prior, image_dir, tmp_path):

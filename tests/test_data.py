@@ -23,10 +23,11 @@ from tokenizer_cli.data import (
     load_image,
     load_source,
     read_idx_images,
+    read_image,
     read_idx_labels,
 )
 from tokenizer_cli.files import atomic_write, make_grid, save_png
-from tokenizer_cli.images import to_uint8
+from tokenizer_cli.images import float_to_uint8, to_uint8
 
 
 def write_idx(path: Path, arr: np.ndarray, magic: int, gz: bool = False, cut: int = 0) -> Path:
@@ -121,6 +122,82 @@ def test_exif_orientation_is_applied(tmp_path):
     out = load_image(path, 16, 1)[0]
     assert out[:6].mean() < -0.9 and out[-6:].mean() > 0.9  # top black, bottom white
     assert abs(out[:, :6].mean() - out[:, -6:].mean()) < 0.1  # no left/right difference
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+def test_fit_geometry_on_a_3_to_1_picture(tmp_path, fit):
+    """crop keeps the centre square (the middle third here); pad keeps the whole picture, its longer side the
+    model's, centred between bars of its edge colour (black: the median of red, green and blue edges)."""
+    picture = np.zeros((32, 96, 3), np.uint8)
+    picture[:, :32], picture[:, 32:64], picture[:, 64:] = (200, 0, 0), (0, 200, 0), (0, 0, 200)
+    out = float_to_uint8(load_image(png(tmp_path / "wide.png", Image.fromarray(picture)), 24, 3, fit=fit))
+    if fit == "crop":
+        assert np.abs(out.astype(int) - (0, 200, 0)).max() <= 8  # all green: the centre square (edges may bleed)
+        return
+    assert np.all(out[:8] == 0) and np.all(out[16:] == 0)  # 24 wide -> 8 tall, 8 rows of bars above and below
+    middle = out[9:15].astype(int)
+    for x, colour in ((3, (200, 0, 0)), (12, (0, 200, 0)), (20, (0, 0, 200))):  # all three thirds are there
+        assert np.abs(middle[:, x] - colour).max() <= 8
+
+
+def test_large_pictures_are_shrunk_with_antialiasing(tmp_path):
+    """A fine black-and-white checkerboard shrunk 40x becomes even grey, not aliased stripes."""
+    board = (np.indices((1120, 1120)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    out = float_to_uint8(load_image(png(tmp_path / "board.png", Image.fromarray(board)), 28, 1))
+    assert np.abs(out.astype(int) - 128).max() <= 8
+
+
+def _write_png16_rgb(path: Path, rgb16: np.ndarray) -> Path:
+    """A 16-bit-per-channel RGB PNG, written by hand (Pillow cannot write one)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = rgb16.shape
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb16)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+def _red_top_blue_bottom(path: Path) -> Path:
+    if path.suffix == ".png":  # 16-bit RGB
+        top, bottom = (60000, 0, 0), (0, 0, 60000)
+        return _write_png16_rgb(path, np.array([[top] * 20] * 10 + [[bottom] * 20] * 10, np.uint16))
+    if path.suffix == ".gif":  # palette, with a transparent right column
+        img = Image.new("P", (20, 20), 0)
+        img.putpalette([220, 0, 0, 0, 0, 220, 0, 0, 0] + [0, 0, 0] * 253)
+        img.paste(1, (0, 10, 20, 20))
+        img.paste(2, (16, 0, 20, 20))
+        img.save(path, transparency=2)
+        return path
+    if path.name.startswith("cmyk"):
+        img = Image.new("CMYK", (20, 20), (0, 255, 255, 0))  # red ink
+        img.paste((255, 255, 0, 0), (0, 10, 20, 20))  # blue ink below
+        img.save(path, quality=95)
+        return path
+    img = Image.new("RGB", (20, 20), (220, 0, 0))  # stored turned: red on the left, blue on the right
+    img.paste((0, 0, 220), (10, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: the left (red) comes on top
+    img.save(path, exif=exif, quality=95)
+    return path
+
+
+@pytest.mark.parametrize("name", ["deep.png", "cmyk.jpg", "palette.gif", "turned.jpg"])
+def test_pictures_as_people_have_them_come_out_right_side_up_and_in_colour(tmp_path, name):
+    path = _red_top_blue_bottom(tmp_path / name)
+    if name == "cmyk.jpg":
+        assert Image.open(path).mode == "CMYK"
+    array, info = read_image(path, 16, 3)
+    out = float_to_uint8(array).astype(int)  # (16, 16, 3)
+    top, bottom = out[2:6, 2:10].reshape(-1, 3).mean(0), out[10:14, 2:10].reshape(-1, 3).mean(0)
+    assert top[0] > 150 and top[2] < 60, top  # red on top
+    assert bottom[2] > 150 and bottom[0] < 60, bottom  # blue below
+    assert info.colour and (info.width, info.height) == (20, 20)
+    if name == "palette.gif":
+        assert np.all(out[:, 14:] >= 250)  # the transparent column on white
 
 
 def test_grey_to_rgb_and_rgb_to_grey(tmp_path):
@@ -290,19 +367,22 @@ def test_dataloader_mixed_good_and_bad(tmp_path, workers):
     sources += [ImageSource(str(idx), 0), ImageSource(str(idx), 1)]
     ds = SourceDataset(sources, 16, 3)
     loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate_sources, num_workers=workers)
-    seen, errors = [], []
-    for indices, images, errs in loader:
+    seen, errors, sizes = [], [], []
+    for indices, images, errs, infos in loader:
         assert images.shape == (len(indices), 3, 16, 16) and images.dtype == torch.float32
         seen += indices.tolist()
         errors += errs
+        sizes += [(info.width, info.height, info.colour) for info in infos]
     assert seen == [0, 1, 3, 4, 6, 7, 8]
+    assert sizes == [(10, 12, False), (11, 12, False), (13, 12, True), (14, 12, True), (16, 12, True),
+                     (28, 28, False), (28, 28, False)]  # red 0 and 30 on black are too dark to count as colour
     assert [i for i, _ in errors] == [2, 5]
     assert "2.png" in errors[0][1] and "cannot identify" in errors[0][1]
 
 
 def test_collate_all_bad():
-    indices, images, errors = collate_sources([(0, None, "a: bad"), (1, None, "b: bad")])
-    assert len(indices) == 0 and images.numel() == 0 and errors == [(0, "a: bad"), (1, "b: bad")]
+    indices, images, errors, infos = collate_sources([(0, None, "a: bad", None), (1, None, "b: bad", None)])
+    assert len(indices) == 0 and images.numel() == 0 and errors == [(0, "a: bad"), (1, "b: bad")] and infos == []
 
 
 # ---------------------------------------------------------------- output
@@ -350,3 +430,25 @@ def test_atomic_write_cleans_up(tmp_path, exc):
     assert os.listdir(tmp_path) == ["keep.bin"] and (tmp_path / "keep.bin").read_text() == "old"
     atomic_write(tmp_path / "keep.bin", lambda tmp: Path(tmp).write_text("new"))
     assert os.listdir(tmp_path) == ["keep.bin"] and (tmp_path / "keep.bin").read_text() == "new"
+
+
+def test_packed_image_array_loads_and_finds_its_test_split(tmp_path):
+    from tokenizer_cli.datasets import held_out_folder, load_images
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 5), ("test", 3)):
+        (tmp_path / split).mkdir()
+        np.save(tmp_path / split / "images.npy", rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8))
+    train = str(tmp_path / "train" / "images.npy")
+    images = load_images(train, "train", 16, 3)
+    assert images.shape == (5, 16, 16, 3) and images.dtype == np.uint8
+    assert np.array_equal(images, np.load(train))
+    assert load_images(train, "train", 16, 3, limit=2).shape[0] == 2
+    assert held_out_folder(train) == tmp_path / "test" / "images.npy"
+    with pytest.raises(InputError, match="--channels 3"):
+        load_images(train, "train", 16, 1)
+    with pytest.raises(InputError, match="--image-size"):
+        load_images(train, "train", 32, 3)
+    np.save(tmp_path / "floats.npy", np.zeros((2, 16, 16, 3), dtype=np.float32))
+    with pytest.raises(InputError, match="not uint8"):
+        load_images(str(tmp_path / "floats.npy"), "train", 16, 3)

@@ -104,3 +104,17 @@ def test_save_keeps_records_and_writes_no_temp_files(model_dir):
     assert cfg["metrics"]["mse"] == 0.1 and cfg["metrics"]["images"] == 4 and cfg["mvq_format"] == 2
     assert "4" in (model_dir / "README.md").read_text()  # the card is written from the records
     assert sorted(p.name for p in model_dir.iterdir()) == ["README.md", "config.json", "tokenizer.safetensors"]
+
+
+def test_a_mistyped_name_gets_the_closest_shipped_names(runner):
+    from tokenizer_cli.cli.app import app
+
+    with pytest.raises(ModelNotFound, match=r"did you mean mvq-fmnist-t2\?"):
+        resolve_model("mvq-fmnst-t2")  # one letter missing: the one name that close
+    with pytest.raises(ModelNotFound, match=r"did you mean mvq-joint-clipart-t2 or mvq-joint-clipart-t5\?"):
+        resolve_model("mvq-joint-clipart")  # equally close to two: both, in name order
+    with pytest.raises(ModelNotFound) as err:
+        resolve_model("resnet")
+    assert "did you mean" not in str(err.value)  # nothing close: no guess
+    res = runner.invoke(app, ["encode", "x.png", "t.npy", "--model", "mvq-clipart-t5"])
+    assert res.exit_code == 1 and "did you mean mvq-joint-clipart-t5?" in res.stderr

@@ -107,6 +107,19 @@ def test_the_same_seed_gives_the_same_tokens_and_others_differ():
     assert not chunked.is_inference()
 
 
+def test_a_temperature_that_is_zero_in_float32_decodes_greedily():
+    model = make_prior(vocab=20, tokens=16, num_masks=3)
+    greedy = model.generate(8, temperature=0, mask_temperature=0, seed=0, return_masks=True)
+    for tiny in (1e-300, 1e-45):  # 0 in float32, a denormal: without the greedy rule, 0/0 and NaN probabilities
+        ids, masks = model.generate(8, temperature=tiny, mask_temperature=tiny, seed=0, return_masks=True)
+        assert torch.equal(ids, greedy[0]) and torch.equal(masks, greedy[1])
+    for top in (1e-12, 0.5):  # greedy keeps the most likely token whatever the nucleus
+        ids = model.generate(8, temperature=1e-300, top_p=top, mask_temperature=0, seed=0)
+        assert torch.equal(ids, greedy[0])
+    flat = model.generate(64, temperature=1e30, seed=0)  # flat, not NaN
+    assert flat.unique().numel() > 1 and flat.max() < 20 and flat.min() >= 0
+
+
 def test_the_model_is_bidirectional():
     model = make_prior(vocab=13, tokens=7)
     x = torch.randint(0, 13, (2, 7))

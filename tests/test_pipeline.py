@@ -54,7 +54,8 @@ def test_python_api_matches_the_cli(shipped, pictures, tmp_path):
     images = shipped.decode(Tokens(api.ids[:3], None if api.masks is None else api.masks[:3]), output="numpy")
     res = CliRunner().invoke(app, ["decode", str(tmp_path / "t.npy"), str(tmp_path / "d"), "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "d" / "00000.png")), images[0])
+    first = sorted(EXAMPLES.glob("*.png"))[0].stem
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "d" / f"{first}.png")), images[0])
 
 
 def test_decode_and_sample_outputs(shipped):
@@ -93,3 +94,16 @@ def test_from_pretrained_names_what_it_tried(tmp_path):
         Pipeline.from_pretrained("no-such-model")
     with pytest.raises(ModelNotFound):
         Pipeline.from_pretrained("owner/missing", revision="main")  # offline in tests: not in the cache
+
+
+def test_python_api_fits_and_warns_like_the_cli(shipped):
+    from tokenizer_cli import PictureWarning
+
+    wide = Image.new("L", (84, 28), 0)
+    wide.paste(255, (0, 0, 28, 28))  # a white square on the left of a 3:1 picture
+    crop, pad = (shipped.images_to_tensor(wide, fit=fit)[0, 0] for fit in ("crop", "pad"))
+    assert crop.max() < -0.9  # the centre third only: black
+    assert pad[14, 2] > 0.9 and pad[14, 25] < -0.9  # the whole picture, the white square at its left
+    colour = Image.new("RGB", (300, 200), (200, 30, 30))
+    with pytest.warns(PictureWarning, match="the picture is colour but mvq-fmnist-t2 reads 28x28 grey, so it was read as grey"):
+        shipped.encode(colour, fit="pad")

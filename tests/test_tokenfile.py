@@ -36,7 +36,7 @@ def test_make_manifest_keys():
     m = make_manifest("m", "h", 2, 240, ["a.png"], [{"source": "bad.png", "reason": "not an image"}])
     assert set(m) == {
         "model", "config_hash", "tokens_per_image", "vocab_size", "dtype", "rows",
-        "sources", "skipped", "created", "mvq_version", "tokenizer_id", "num_masks",
+        "sources", "skipped", "created", "mvq_version", "tokenizer_id", "num_masks", "fit",
     }
     assert m["dtype"] == "uint8" and m["rows"] == 1 and m["skipped"][0]["reason"] == "not an image"
     json.dumps(m)  # serialisable as is

@@ -6,7 +6,7 @@ Importing the package does not import torch: that happens when a model is loaded
 
 __version__ = "0.2.0"
 
-__all__ = ["Pipeline", "Tokens"]
+__all__ = ["Pipeline", "PictureWarning", "Tokens"]
 
 
 def __getattr__(name: str):

@@ -20,6 +20,7 @@ FORMAT_VERSION = 2  # of config.json; 1: "mvq" meant joint tokens and K was "cod
 QUANTIZER_KINDS = ("vq", "fsq", "mvq", "mvq-joint")
 MASKED_KINDS = ("mvq", "mvq-joint")  # the two readings of Masked VQ
 LAYOUTS = ("1d", "grid")
+BACKBONES = ("conv", "vit")
 MVQ_WINNERS = ("all", "code")
 HYPOTHESIS_FORMS = ("residual", "mhd")
 MASK_SCOPES = ("token", "image")
@@ -124,6 +125,17 @@ class QuantizerConfig:
         return f"MVQ sampled masks K={self.num_codes}, {masks}"
 
 
+def grid_downsamples(image_size: int, tokens: int) -> int:
+    """Stride-2 stages of a grid layout: its last feature map is the token grid, sqrt(T) cells a side, so T
+    must be a square whose side divides image_size by a power of two."""
+    side = math.isqrt(tokens)
+    ratio = image_size // side if side else 0
+    if side * side != tokens or side * ratio != image_size or ratio & (ratio - 1):
+        raise ConfigError(f"grid layout needs tokens = side^2 with image_size / side a power of two; "
+                          f"got tokens {tokens} for {image_size}x{image_size} images")
+    return ratio.bit_length() - 1
+
+
 @dataclass
 class TokenizerConfig:
     image_size: int = 28  # H = W of the images the model reads and writes
@@ -133,6 +145,15 @@ class TokenizerConfig:
     base_channels: int = 32  # width of the first conv stage; doubled at each downsample
     res_blocks: int = 1  # residual blocks per resolution
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    backbone: str = "conv"  # conv (residual conv net) | vit (Transformer over patches, TiTok-style for 1d)
+    patch_size: int = 8  # vit: side of one patch (image_size must be a multiple)
+    vit_width: int = 256  # vit: model width
+    vit_layers: int = 4  # vit: blocks in the encoder and again in the decoder
+    vit_heads: int = 4  # vit: attention heads
+
+    # Written into config.json only when not at these defaults, so the configs (and the hashes token files
+    # record) of models made before the field existed stay as they were.
+    _LATER_FIELDS = {"backbone": "conv", "patch_size": 8, "vit_width": 256, "vit_layers": 4, "vit_heads": 4}
 
     def __post_init__(self) -> None:
         if isinstance(self.quantizer, dict):
@@ -144,6 +165,29 @@ class TokenizerConfig:
         _check_int("tokens", self.tokens, 1, 4096)
         _check_int("base_channels", self.base_channels, 1, 1024)
         _check_int("res_blocks", self.res_blocks, 0, 16)
+        _check_choice("backbone", self.backbone, BACKBONES)
+        _check_int("patch_size", self.patch_size, 1, 64)
+        _check_int("vit_width", self.vit_width, 8, 8192)
+        _check_int("vit_layers", self.vit_layers, 1, 64)
+        _check_int("vit_heads", self.vit_heads, 1, 64)
+        if self.backbone == "vit":
+            if self.image_size % self.patch_size:
+                raise ConfigError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
+            if self.vit_width % self.vit_heads:
+                raise ConfigError(f"vit_width {self.vit_width} must be a multiple of vit_heads {self.vit_heads}")
+            patches = (self.image_size // self.patch_size) ** 2
+            if self.layout == "grid" and self.tokens != patches:
+                raise ConfigError(f"a vit grid has one token per patch: {patches} for {self.image_size}x"
+                                  f"{self.image_size} in {self.patch_size}-pixel patches, not {self.tokens}")
+        if self.layout == "grid" and self.backbone == "conv":
+            grid_downsamples(self.image_size, self.tokens)  # settings no network can have fail here, in one line
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if self.backbone == "conv":
+            for key in self._LATER_FIELDS:
+                d.pop(key)
+        return d
 
 
 @dataclass
@@ -264,7 +308,7 @@ class EvalResult:
     perplexity: float | None = None
     images: int | None = None
     eval_data: str | None = None
-    fd_train_vs_test: float | None = None  # FD of real train vs test images: the floor
+    fd_train_vs_test: float | None = None  # FD of as many real train images vs the test images: the floor
     feature_net: str | None = None
     feature_net_accuracy: float | None = None
     seed: int | None = None  # of the prior's sampling
@@ -272,6 +316,7 @@ class EvalResult:
     device: str | None = None
     seconds: float | None = None
     command: str | None = None
+    warning: str | None = None  # why these FDs say little (too few images)
 
 
 @dataclass(frozen=True)
@@ -386,7 +431,7 @@ class ModelConfig:
 
 
 def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg)
 
 
 def _from_dict(cls, d: Any, where: str):

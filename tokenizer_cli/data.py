@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .images import float_to_uint8, pil_to_float
+from .images import DEFAULT_FIT, PictureInfo, PictureTally, float_to_uint8, read_picture
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `mvq --help` starts without it
     import torch
@@ -253,17 +253,26 @@ def iter_sources(inputs: Sequence[str | os.PathLike[str]]) -> Iterator[ImageSour
 # ---------------------------------------------------------------- decoding
 
 
-def load_image(path: str | os.PathLike[str], size: int, channels: int) -> np.ndarray:
-    """Read an image file -> float32 (channels, size, size) in [-1, 1]; any failure is an InputError."""
+def read_image(path: str | os.PathLike[str], size: int, channels: int,
+               fit: str = DEFAULT_FIT) -> tuple[np.ndarray, PictureInfo]:
+    """Read an image file -> (float32 (channels, size, size) in [-1, 1], what the picture was); any failure
+    is an InputError."""
     try:
         if os.path.getsize(path) == 0:
             raise InputError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb warning is an error here
             with Image.open(path) as img:
+                full = img.size
+                img.draft(None, (2 * size, 2 * size))  # JPEG: decode at 1/2..1/8 scale, never under twice the side
                 img.load()  # inside the try: truncation surfaces here, not later
+                drafted = img.size
                 img = ImageOps.exif_transpose(img)
-                return pil_to_float(img, size, channels)
+                array, info = read_picture(img, size, channels, fit)
+                if drafted != full:  # the picture's own size, not the draft's, turned as EXIF turned it
+                    turned = (info.width, info.height) != drafted
+                    info = info._replace(width=full[turned], height=full[not turned])
+                return array, info
     except InputError:
         raise
     except FileNotFoundError:
@@ -279,59 +288,79 @@ def load_image(path: str | os.PathLike[str], size: int, channels: int) -> np.nda
         raise InputError(f"{path}: cannot decode image ({reason})") from None
 
 
-def load_source(src: ImageSource, size: int, channels: int) -> np.ndarray:
-    """Like `load_image`, for a file or one row of an IDX file."""
+def load_image(path: str | os.PathLike[str], size: int, channels: int, fit: str = DEFAULT_FIT) -> np.ndarray:
+    """Read an image file -> float32 (channels, size, size) in [-1, 1]; any failure is an InputError."""
+    return read_image(path, size, channels, fit)[0]
+
+
+def read_source(src: ImageSource, size: int, channels: int,
+                fit: str = DEFAULT_FIT) -> tuple[np.ndarray, PictureInfo]:
+    """Like `read_image`, for a file or one row of an IDX file."""
     if src.error is not None:
         raise InputError(src.error)
     if src.index is None:
-        return load_image(src.path, size, channels)
+        return read_image(src.path, size, channels, fit)
     rows = _cached_idx_images(src.path)
     if not 0 <= src.index < len(rows):
         raise InputError(f"{src.label()}: row out of range (file has {len(rows)} rows)")
-    return pil_to_float(Image.fromarray(rows[src.index], "L"), size, channels)
+    return read_picture(Image.fromarray(rows[src.index], "L"), size, channels, fit)
+
+
+def load_source(src: ImageSource, size: int, channels: int, fit: str = DEFAULT_FIT) -> np.ndarray:
+    """Like `load_image`, for a file or one row of an IDX file."""
+    return read_source(src, size, channels, fit)[0]
 
 
 def load_uint8(sources: Sequence[ImageSource], size: int, channels: int,
-               on_image: Callable[[], None] | None = None) -> np.ndarray:
-    """Decode sources into one uint8 array: (N, H, W) grey or (N, H, W, 3) colour."""
+               on_image: Callable[[], None] | None = None, fit: str = DEFAULT_FIT,
+               tally: PictureTally | None = None) -> np.ndarray:
+    """Decode sources into one uint8 array: (N, H, W) grey or (N, H, W, 3) colour; `tally` counts what the
+    pictures were."""
     out = np.empty((len(sources), size, size, channels), dtype=np.uint8)
     for i, src in enumerate(sources):
-        arr = load_source(src, size, channels)  # (C, H, W) in [-1, 1]
+        arr, info = read_source(src, size, channels, fit)  # (C, H, W) in [-1, 1]
         out[i] = float_to_uint8(arr)
+        if tally is not None:
+            tally.add(info)
         if on_image is not None:
             on_image()
     return out[..., 0] if channels == 1 else out
 
 
-class SourceDataset:  # map-style: what torch.utils.data.DataLoader needs, without importing torch here
-    """Map-style dataset over sources; yields (index, array or None, error or None) so a bad file never kills a worker."""
+LoadedItem = tuple[int, np.ndarray | None, str | None, PictureInfo | None]  # index, image, error, what it was
 
-    def __init__(self, sources: Sequence[ImageSource], size: int, channels: int) -> None:
-        self.sources, self.size, self.channels = list(sources), size, channels
+
+class SourceDataset:  # map-style: what torch.utils.data.DataLoader needs, without importing torch here
+    """Map-style dataset over sources; yields (index, array or None, error or None, PictureInfo or None) so a bad
+    file never kills a worker."""
+
+    def __init__(self, sources: Sequence[ImageSource], size: int, channels: int, fit: str = DEFAULT_FIT) -> None:
+        self.sources, self.size, self.channels, self.fit = list(sources), size, channels, fit
 
     def __len__(self) -> int:
         return len(self.sources)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
+    def __getitem__(self, i: int) -> LoadedItem:
         try:
-            return i, load_source(self.sources[i], self.size, self.channels), None
+            array, info = read_source(self.sources[i], self.size, self.channels, self.fit)
+            return i, array, None, info
         except InputError as exc:
-            return i, None, str(exc)
+            return i, None, str(exc), None
 
 
 def collate_sources(
-    batch: Sequence[tuple[int, np.ndarray | None, str | None]],
-) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
-    """(indices of good items, their images (B, C, H, W), [(index, message)] of bad ones).
+    batch: Sequence[LoadedItem],
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]], list[PictureInfo]]:
+    """(indices of good items, their images (B, C, H, W), [(index, message)] of bad ones, what the good ones were).
 
     When every item is bad, indices and images are both empty tensors of shape (0,).
     """
     import torch
 
-    good = [(i, a) for i, a, _ in batch if a is not None]
-    errors = [(i, e) for i, a, e in batch if a is None and e is not None]
+    good = [(i, a, info) for i, a, _, info in batch if a is not None]
+    errors = [(i, e) for i, a, e, _ in batch if a is None and e is not None]
     if not good:
-        return torch.empty(0, dtype=torch.long), torch.empty(0), errors
-    indices = torch.tensor([i for i, _ in good], dtype=torch.long)
-    images = torch.from_numpy(np.stack([a for _, a in good]))
-    return indices, images, errors
+        return torch.empty(0, dtype=torch.long), torch.empty(0), errors, []
+    indices = torch.tensor([i for i, _, _ in good], dtype=torch.long)
+    images = torch.from_numpy(np.stack([a for _, a, _ in good]))
+    return indices, images, errors, [info for _, _, info in good]

@@ -15,15 +15,20 @@ import numpy as np
 import torch
 
 from .config import EvalResult, ReconstructionMetrics
-from .datasets import FASHION, describe, held_out_folder, load_images
-from .images import to_float
+from .datasets import FASHION, describe, held_out_folder, load_images, train_split_beside
+from .images import DEFAULT_FIT, PictureTally, to_float
 from .progress import Progress, no_progress
 from .quantizers.base import usage_stats
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
-REFERENCE_IMAGES = 10_000  # train images in the real-vs-real FD floor, when the feature net does not store it
+# FD of two disjoint random samples of n Fashion-MNIST test images each, in the shipped classifier's features
+# (mean ± std over 5 splits; test_cli_eval.py measures it again): the part of an FD on n images that is
+# sampling alone. Below 2,000 images it exceeds 2 (6x its value at 10,000) and varies by a fifth between
+# samples; at 100 it is half the FD of the shipped models, at 24 larger than most.
+SAME_DATA_FD = {24: "196 ± 42", 50: "89 ± 21", 100: "47 ± 11", 250: "17 ± 3", 500: "9.7 ± 1.7", 1000: "4.8 ± 0.8"}
+MIN_FD_IMAGES = 2_000
 
 
 @torch.inference_mode()
@@ -55,15 +60,17 @@ def reconstruction_metrics(tokenizer, images: np.ndarray, batch_size: int = 500,
 
 
 def held_out_metrics(tokenizer, data: str, train_images: np.ndarray, device: torch.device | str = "cpu",
-                     progress: Progress = no_progress) -> ReconstructionMetrics:
+                     progress: Progress = no_progress, fit: str = DEFAULT_FIT) -> ReconstructionMetrics:
     """Reconstruction metrics on the held-out split of `data`: Fashion-MNIST test, or the `test` folder beside
-    a `train` folder; on the training images themselves when there is none (and eval_data says so)."""
+    a `train` folder (read with `fit`, as the training pictures were); on the training images themselves when
+    there is none (and eval_data says so)."""
     held_out = held_out_folder(data)
     cfg = tokenizer.cfg
     if data == FASHION:
         images, what = load_images(data, "test", 28, 1), f"{FASHION} test"
     elif held_out is not None:
-        images, what = load_images(str(held_out), "", cfg.image_size, cfg.channels, progress=progress), str(held_out)
+        images = load_images(str(held_out), "", cfg.image_size, cfg.channels, progress=progress, fit=fit)
+        what = str(held_out)
     else:
         images, what = train_images, f"{data}, the training images"
     with progress("evaluate", len(images)) as bar:
@@ -71,28 +78,42 @@ def held_out_metrics(tokenizer, data: str, train_images: np.ndarray, device: tor
     return dataclasses.replace(metrics, eval_data=f"{what} ({len(images):,} images)")
 
 
-def reference_fd(net, info: dict, test_features: np.ndarray | None, batch_size: int, device: torch.device,
-                 progress: Progress = no_progress) -> float | None:
-    """FD of real Fashion-MNIST train vs test images: stored with the feature net, else computed when possible."""
+def floor_fd(net, data: str, test_features: np.ndarray, size: int, channels: int, batch_size: int,
+             device: torch.device, progress: Progress = no_progress, fit: str = DEFAULT_FIT) -> float | None:
+    """FD of real images vs real images of the data measured, as many: the first n of its train split (fitted by
+    `fit`, as the test images were) vs the n test images (None where the data has no train split). No model's FD
+    on these images can be expected below."""
     from .fd import extract_features, features_fd
 
-    if info.get("fd_train_vs_test") is not None:
-        return float(info["fd_train_vs_test"])
-    if test_features is None:
+    train_source = train_split_beside(data)
+    if train_source is None:
         return None
-    train = load_images(FASHION, "train", 28, 1, REFERENCE_IMAGES)
+    train = load_images(train_source, "train", size, channels, len(test_features), progress=progress, fit=fit)
+    if len(train) < 2:
+        return None
     with progress("features of real train images", len(train)) as bar:
         train_features = extract_features(net, train, batch_size, device, on_batch=bar.advance)
     return features_fd(train_features, test_features)
 
 
+def small_sample_warning(n: int) -> str | None:
+    """Why FD on n images says little, or None from MIN_FD_IMAGES on."""
+    if n >= MIN_FD_IMAGES:
+        return None
+    size = max([k for k in SAME_DATA_FD if k <= n], default=min(SAME_DATA_FD))
+    return (f"FD on {n:,} images says little: two disjoint samples of {size:,} Fashion-MNIST test images are FD "
+            f"{SAME_DATA_FD[size]} apart (0.31 at 10,000) in the shipped classifier's features; compare models on "
+            f"{MIN_FD_IMAGES:,} images or more")
+
+
 def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = None, feature_net: str = "auto",
                       batch_size: int = 500, seed: int = 0, progress: Progress = no_progress,
-                      command: str | None = None) -> EvalResult:
+                      command: str | None = None, fit: str = DEFAULT_FIT,
+                      tally: PictureTally | None = None) -> EvalResult:
     """What `mvq eval` measures: reconstruction FD, MSE, PSNR, SSIM and codebook use on `data` (the Fashion-MNIST
-    test split or an image folder, its first `limit` images if given), and the generation FD of as many samples
-    of the prior (seeded by `seed`; None without a prior), in the features of `feature_net` ('auto': the shipped
-    one made for the model's image shape)."""
+    test split or an image folder, its first `limit` images if given, fitted by `fit` and counted in `tally`),
+    and the generation FD of as many samples of the prior (seeded by `seed`; None without a prior), in the
+    features of `feature_net` ('auto': the shipped one made for the model's image shape)."""
     from .classifier import feature_net_for, load_feature_net
     from .data import InputError
     from .fd import ReconstructionQuality, extract_features, features_fd, generated_images
@@ -103,7 +124,7 @@ def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = N
     if feature_net == "auto":
         feature_net = feature_net_for(tok.cfg.image_size, tok.cfg.channels)
     net, net_info = load_feature_net(feature_net, dev)
-    images = load_images(data, "test", tok.cfg.image_size, tok.cfg.channels, limit, progress=progress)
+    images = load_images(data, "test", tok.cfg.image_size, tok.cfg.channels, limit, progress, fit, tally)
     n = len(images)
     if n < 2:
         raise InputError(f"FD needs at least 2 images, {data} gave {n}")
@@ -117,15 +138,15 @@ def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = N
             batches = generated_images(pipe.prior, tok, n, seed, batch_size=1000, device=dev)
             generated = extract_features(net, batches, batch_size, dev, on_batch=bar.advance)
         generation_fd = features_fd(real, generated)
-    whole_fashion = data == FASHION and limit is None
     return EvalResult(
         recon_fd=features_fd(real, recon), generation_fd=generation_fd, mse=metrics.mse, psnr=metrics.psnr,
         ssim=ssim_mean, codebook_usage=metrics.codebook_usage, tokens_used=metrics.tokens_used,
         perplexity=metrics.perplexity, images=n, eval_data=describe(data, "test", n),
-        fd_train_vs_test=reference_fd(net, net_info, real if whole_fashion else None, batch_size, dev, progress),
+        fd_train_vs_test=floor_fd(net, data, real, tok.cfg.image_size, tok.cfg.channels, batch_size, dev, progress,
+                                  fit),
         feature_net=feature_net, feature_net_accuracy=net_info.get("test_accuracy"), seed=seed,
         weights_sha256=weights_digest(pipe.folder) if pipe.folder is not None else None, device=str(dev),
-        seconds=round(time.perf_counter() - t0, 1), command=command)
+        seconds=round(time.perf_counter() - t0, 1), command=command, warning=small_sample_warning(n))
 
 
 def why_not_recorded(model: str, pipe: Pipeline, limit: int | None) -> str | None:

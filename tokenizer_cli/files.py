@@ -1,12 +1,18 @@
 """Writing files: atomically (a temp file beside the target, fsync, rename), PNGs and contact sheets, and the
-check, before any work, that outputs can be written at all."""
+check, before any work, that outputs can be written at all; reading small JSON files that may be hostile."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import math
 import os
-from collections.abc import Callable, Sequence
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +23,37 @@ from .data import InputError
 
 class OutputExistsError(InputError, FileExistsError):
     """An output file exists and overwriting was not allowed."""
+
+
+def read_small_json(path: str | os.PathLike[str], max_bytes: int) -> object:
+    """Parse a JSON file of at most max_bytes; anything else is one InputError line naming the path, at once.
+
+    The file is opened without blocking and checked to be a regular file before a byte is read, so a FIFO
+    (which would block forever), a device (/dev/zero never ends) or a folder is refused; at most max_bytes + 1
+    bytes are read whatever the file claims, and nesting too deep for the parser is refused too.
+    FileNotFoundError is left to the caller, who knows what a missing file means.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or other special file"
+            raise InputError(f"{os.fsdecode(path)}: is {kind}, not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            blob = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(blob) > max_bytes:
+        raise InputError(f"{os.fsdecode(path)}: larger than {max_bytes:,} bytes, too large to be what it should be")
+    try:
+        return json.loads(blob.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{os.fsdecode(path)}: not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{os.fsdecode(path)}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{os.fsdecode(path)}: JSON nested too deeply") from None
 
 
 def current_umask() -> int:
@@ -48,6 +85,33 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and err.filename is None:
             err.filename = str(target)  # a failed write (disk full) names the file it was for
+        raise
+
+
+@contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """A hidden temp folder beside `folder` (inside it, when it exists) whose files appear in `folder` only
+    when the block ends without an error: a full disk or Ctrl-C half way leaves `folder` as it was.
+
+    A new folder is the temp folder renamed; into an existing one the files are moved one by one (a rename
+    in the same file system needs no space), replacing files of the same name."""
+    existed = folder.is_dir()
+    home = folder if existed else folder.parent
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=home))
+    try:
+        yield tmp
+        if existed:
+            for entry in sorted(tmp.iterdir()):
+                os.replace(entry, folder / entry.name)
+            tmp.rmdir()
+        else:
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700; the folder is as readable as any other
+            os.rename(tmp, folder)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.filename is not None and os.fsdecode(err.filename).startswith(str(tmp)):
+            err.filename = str(folder) + os.fsdecode(err.filename)[len(str(tmp)):]  # the name the user asked for
         raise
 
 
@@ -116,6 +180,55 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         grid[y : y + h, x : x + w] = img
     return grid
+
+
+READABLE_TILE = 96  # pixels: the smallest tile side a person reads on a sheet without zooming
+SHEET_WIDTH = 1024  # pixels a comparison sheet aims at: a screen's width
+
+
+def sheet_scale(side: int, scale: int | None = None) -> int:
+    """`scale`, or the smallest whole factor that makes `side`-pixel tiles at least READABLE_TILE wide."""
+    return scale if scale is not None else max(1, math.ceil(READABLE_TILE / side))
+
+
+def enlarge(images: np.ndarray, scale: int) -> np.ndarray:
+    """uint8 (N, H, W[, C]) -> (N, H*scale, W*scale[, C]), each pixel a scale x scale block (nearest neighbour)."""
+    return images if scale == 1 else np.repeat(np.repeat(images, scale, axis=1), scale, axis=2)
+
+
+def comparison_sheet(originals: np.ndarray, reconstructions: np.ndarray, scale: int | None = None,
+                     pairs_per_row: int | None = None) -> np.ndarray:
+    """A sheet of pairs, original beside its reconstruction, tiles enlarged by `scale` (sheet_scale's default):
+    uint8 (N, H, W[, C]) each -> one uint8 image, about SHEET_WIDTH wide unless `pairs_per_row` says."""
+    if originals.shape != reconstructions.shape:
+        raise ValueError(f"originals {originals.shape} and reconstructions {reconstructions.shape} differ in shape")
+    k = sheet_scale(originals.shape[1], scale)
+    left, right = enlarge(originals, k), enlarge(reconstructions, k)
+    gap = np.full((*left.shape[:2], 2, *left.shape[3:]), 255, dtype=np.uint8)
+    pairs = np.concatenate([left, gap, right], axis=2)  # (N, H*k, 2*W*k + 2[, C])
+    ncols = pairs_per_row or max(1, SHEET_WIDTH // (pairs.shape[2] + 8))
+    return make_grid(pairs, ncols=ncols, pad=8)
+
+
+def image_names(sources: Sequence[str]) -> list[str]:
+    """PNG names for images made from `sources` (manifest labels: file paths, `path#row` of IDX files, any text),
+    in order: the source's own name (boot.png -> boot.png, row 7 of an IDX file -> its-name-00007.png), and where
+    two sources share one, `-2`, `-3`... after the later ones, in manifest order (compared without case, for
+    file systems that ignore it). Characters outside [A-Za-z0-9._-] become '-'."""
+    names, used = [], set()
+    for label in sources:
+        path, hash_, index = str(label).rpartition("#")
+        row = hash_ and index.isdigit()
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path if row else str(label)).stem).strip("-.")[:100] or "image"
+        if row:
+            stem += f"-{int(index):05d}"
+        name, k = f"{stem}.png", 1
+        while name.casefold() in used:
+            k += 1
+            name = f"{stem}-{k}.png"
+        used.add(name.casefold())
+        names.append(name)
+    return names
 
 
 def publish_together(files: dict[Path, bytes], overwrite: bool, remove: list[Path] = ()) -> None:

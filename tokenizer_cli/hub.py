@@ -11,6 +11,7 @@ Nothing is ever unpickled.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Callable
 from safetensors import SafetensorError
 
 from .config import PRIOR_KINDS, ConfigError, ModelConfig, to_dict
-from .files import atomic_write, current_umask
+from .data import InputError
+from .files import atomic_write, current_umask, read_small_json
 
 if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --help` starts without torch
     import torch
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --hel
     from .pipeline import Pipeline
 
 DEFAULT_MODEL = "mvq-fmnist-t2"
+CONFIG_MAX_BYTES = 1 << 20  # config.json: about 12 kB with a training history; a larger one is not ours
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
 
@@ -89,6 +92,17 @@ def shipped_root() -> Path:
 def shipped_models() -> list[str]:
     root = shipped_root()
     return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+
+
+def shipped_configs() -> dict[str, ModelConfig]:
+    """The config of every shipped model that reads (a broken one is left out, not fatal: this feeds advice)."""
+    configs = {}
+    for name in shipped_models():
+        try:
+            configs[name] = read_config(shipped_root() / name)
+        except BadCheckpoint:
+            continue
+    return configs
 
 
 def bounded_hub_session() -> None:
@@ -173,20 +187,30 @@ def resolve_model(name: str) -> Path:
         return shipped
     if REPO_ID.match(name) and not path.exists():
         return _hub_download(name)
-    raise ModelNotFound(f"model {name!r} is not a local folder, not a shipped default "
-                        f"({', '.join(shipped_models()) or 'none'}), and not a Hub repo id (owner/name)")
+    raise ModelNotFound(f"model {name!r} is not a local folder, not a shipped default and not a Hub repo id "
+                        f"(owner/name){did_you_mean(name)} (shipped: {', '.join(shipped_models()) or 'none'})")
+
+
+def did_you_mean(name: str) -> str:
+    """': did you mean X?' naming the shipped models closest to a mistyped name (several only when equally
+    close), else ''."""
+    names = shipped_models()
+    close = difflib.get_close_matches(name, names, n=len(names), cutoff=0.6)
+    score = [difflib.SequenceMatcher(None, name, c).ratio() for c in close]
+    best = [c for c, r in zip(close, score) if r == max(score)]
+    return f": did you mean {' or '.join(sorted(best))}?" if best else ""
 
 
 def read_config(folder: Path) -> ModelConfig:
     """A model folder's config.json, parsed and checked field by field (before anything is allocated)."""
     try:
-        raw = json.loads((folder / "config.json").read_text())
+        raw = read_small_json(folder / "config.json", CONFIG_MAX_BYTES)
     except FileNotFoundError:
-        raise BadCheckpoint(f"{folder}: no config.json (not an mvq model folder)")
-    except json.JSONDecodeError as err:
-        raise BadCheckpoint(f"{folder}/config.json is not valid JSON ({err.msg}, line {err.lineno})")
-    except (OSError, UnicodeDecodeError) as err:
-        raise BadCheckpoint(f"{folder}/config.json cannot be read ({err})")
+        raise BadCheckpoint(f"{folder}: no config.json (not an mvq model folder)") from None
+    except InputError as err:
+        raise BadCheckpoint(str(err)) from None
+    except OSError as err:
+        raise BadCheckpoint(f"{folder}/config.json cannot be read ({err.strerror or err})") from None
     try:
         return ModelConfig.from_dict(raw)
     except (ConfigError, TypeError, ValueError) as err:
@@ -315,8 +339,8 @@ ATOMIC_TEMP = re.compile(r"^\..+\.tmp-\d+$")  # files.atomic_write's temp files,
 def is_model_folder(folder: Path) -> bool:
     """A folder this tool wrote: config.json with an "mvq_format" key."""
     try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
+        cfg = read_small_json(folder / "config.json", CONFIG_MAX_BYTES)
+    except (OSError, InputError):
         return False
     return isinstance(cfg, dict) and "mvq_format" in cfg
 

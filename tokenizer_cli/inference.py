@@ -7,12 +7,12 @@ at most one batch of images in memory whatever the number of images.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from .images import to_uint8
+from .images import DEFAULT_FIT, PictureInfo, PictureTally, to_uint8
 
 
 def mask_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
@@ -118,45 +118,72 @@ def encode_images(tokenizer, images: np.ndarray, batch_size: int = 500, device: 
 
 
 @dataclass
+class EncodedBatch:
+    start: int  # index of its first input
+    ok: np.ndarray  # (n,) bool: which of the inputs [start, start + n) could be read
+    ids: np.ndarray  # (ok.sum(), T) their token ids, smallest dtype
+    masks: np.ndarray | None  # (ok.sum(), T) their masks (MVQ with sampled masks)
+    skipped: list[dict]  # {"source", "reason"} of each unreadable input of the batch
+    pictures: list[PictureInfo]  # what each input read was (colour, size), for the tally of a whole run
+
+
+@dataclass
 class EncodedSources:
     ids: np.ndarray  # (N, T) token ids of the inputs that could be read, in input order
     masks: np.ndarray | None  # (N, T) their masks (MVQ with sampled masks)
     sources: list[str]  # the label of each row's input
     skipped: list[dict]  # {"source", "reason"} of each unreadable input
+    pictures: PictureTally  # what the inputs read were (colour, sizes), for fitting.mismatch_notice
 
 
 @torch.inference_mode()
-def encode_sources(tokenizer, sources: list, batch_size: int = 256, workers: int = 0, skip_bad: bool = False,
-                   device: torch.device | str = "cpu", on_batch: Callable[..., None] | None = None) -> EncodedSources:
-    """Encode image files and IDX rows (data.iter_sources) in batches, decoded by `workers` processes.
+def iter_encoded(tokenizer, sources: list, batch_size: int = 256, workers: int = 0, skip_bad: bool = False,
+                 device: torch.device | str = "cpu", start: int = 0, fit: str = DEFAULT_FIT
+                 ) -> Iterator[EncodedBatch]:
+    """Encode image files and IDX rows (data.iter_sources) from sources[start] on, batch by batch (batches
+    start at start + k * batch_size), decoded by `workers` processes, each picture fitted to the model's square
+    by `fit` (images.fit_square).
 
-    An unreadable input raises InputError, or with skip_bad is listed in `skipped` and left out."""
+    An unreadable input raises InputError, or with skip_bad is listed in the batch's `skipped`."""
     from .data import InputError, SourceDataset, collate_sources
     from .tokenfile import smallest_dtype
 
     dev = torch.device(device)
     cfg = tokenizer.cfg
-    ids = np.zeros((len(sources), cfg.tokens), dtype=smallest_dtype(tokenizer.vocab_size))
-    masks = np.zeros((len(sources), cfg.tokens), dtype=smallest_dtype(tokenizer.num_masks)) \
-        if tokenizer.num_masks else None
-    ok = np.zeros(len(sources), dtype=bool)
-    skipped: list[dict] = []
+    id_type, mask_type = smallest_dtype(tokenizer.vocab_size), smallest_dtype(max(tokenizer.num_masks, 1))
     loader = torch.utils.data.DataLoader(
-        SourceDataset(sources, cfg.image_size, cfg.channels), batch_size=batch_size, num_workers=workers,
-        collate_fn=collate_sources, pin_memory=dev.type == "cuda")
-    for indices, images, errors in loader:
+        SourceDataset(sources[start:], cfg.image_size, cfg.channels, fit), batch_size=batch_size,
+        num_workers=workers, collate_fn=collate_sources, pin_memory=dev.type == "cuda")
+    for first, (indices, images, errors, infos) in zip(range(start, len(sources), batch_size), loader):
         if errors and not skip_bad:
             raise InputError(f"{errors[0][1]} (pass --skip-bad to skip unreadable inputs)")
-        skipped += [{"source": sources[i].label(), "reason": msg} for i, msg in errors]
+        ok = np.ones(len(indices) + len(errors), dtype=bool)
+        ok[[start + i - first for i, _ in errors]] = False  # the loader's indices count from sources[start]
+        ids = np.zeros((len(indices), cfg.tokens), dtype=id_type)
+        masks = np.zeros_like(ids, dtype=mask_type) if tokenizer.num_masks else None
         if len(indices):
             batch_ids, batch_masks = tokenizer.encode(images.to(dev, non_blocking=True), with_masks=True)
-            ids[indices.numpy()] = batch_ids.cpu().numpy()
-            ok[indices.numpy()] = True
+            ids[:] = batch_ids.cpu().numpy()
             if masks is not None:
-                masks[indices.numpy()] = batch_masks.cpu().numpy()
-        if on_batch is not None:
-            on_batch(len(indices) + len(errors), skipped=len(skipped))
+                masks[:] = batch_masks.cpu().numpy()
+        skipped = [{"source": sources[start + i].label(), "reason": msg} for i, msg in errors]
+        yield EncodedBatch(first, ok, ids, masks, skipped, infos)
+
+
+def gather_encoded(batches: Iterable[EncodedBatch], sources: list, pictures: PictureTally) -> EncodedSources:
+    """The rows of consecutive batches covering all `sources`, as one result, their pictures added to the
+    `pictures` tally (kept batches of a resumed run count as well); InputError if none was readable."""
+    from .data import InputError
+
+    parts = list(batches)
+    ok = np.concatenate([b.ok for b in parts]) if parts else np.zeros(0, dtype=bool)
+    if len(ok) != len(sources):
+        raise ValueError(f"the batches cover {len(ok)} inputs, not {len(sources)}")
+    skipped = [s for b in parts for s in b.skipped]
+    for info in (info for b in parts for info in b.pictures):
+        pictures.add(info)
     if not ok.any():
         raise InputError(f"none of the {len(sources)} inputs could be read (first: {skipped[0]['reason']})")
-    return EncodedSources(ids[ok], None if masks is None else masks[ok],
-                          [src.label() for src, good in zip(sources, ok) if good], skipped)
+    masks = np.concatenate([b.masks for b in parts]) if parts[0].masks is not None else None
+    return EncodedSources(np.concatenate([b.ids for b in parts]), masks,
+                          [src.label() for src, good in zip(sources, ok) if good], skipped, pictures)

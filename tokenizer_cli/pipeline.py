@@ -5,6 +5,9 @@
     pipe = Pipeline.from_pretrained("mvq-fmnist-t2")        # shipped name, local folder or owner/name[@rev]
     tokens = pipe.encode(images)                            # PIL images, uint8 arrays or a float tensor
     images = pipe.decode(tokens)                            # PIL images (exact with MVQ's stored masks)
+    sheet = pipe.reconstruction_sheet(images)               # originals beside reconstructions, one PIL image
+    pipe = Pipeline.from_token_file("tokens.npy")           # the model a token file's manifest names
+    paths = pipe.decode_file("tokens.npy", "out")           # PNGs named after the tokens' sources, as `mvq decode`
     samples = pipe.sample(16, temperature=1.0, seed=0)      # PIL images from the prior (AR, or sampler="maskgit")
     pipe.save_pretrained("my-model"); pipe.push_to_hub("me/my-model", private=True)
 
@@ -21,11 +24,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .images import DEFAULT_FIT
+
 if TYPE_CHECKING:
     import torch
 
     from .config import EvalResult, ModelConfig
     from .models import MaskGITPrior, Prior, Tokenizer
+
+
+class PictureWarning(UserWarning):
+    """Pictures that do not fit the model (colour into grey, enlarged, ...): see fitting.mismatch_notice."""
 
 
 @dataclass
@@ -122,6 +131,18 @@ class Pipeline:
             raise BadCheckpoint(f"model {name!r} has no prior (train one with `mvq train prior`)")
         return cls(tokenizer, priors.get("ar"), cfg, name, folder, priors.get("maskgit")).to(device)
 
+    @classmethod
+    def from_token_file(cls, tokens_file: str | Path, device: str | torch.device = "auto") -> Pipeline:
+        """The model that wrote a token file, as its manifest (tokens.json) names it: what `mvq decode` loads
+        without --model."""
+        from .data import InputError
+        from .tokenfile import manifest_model, manifest_path, read_manifest
+
+        name = manifest_model(read_manifest(tokens_file), tokens_file)
+        if name is None:
+            raise InputError(f"{tokens_file}: no manifest ({manifest_path(tokens_file)}) names its model")
+        return cls.from_pretrained(name, device=device)
+
     def to(self, device: str | torch.device) -> Pipeline:
         dev = resolve_device(device)
         self.tokenizer.to(dev)
@@ -161,12 +182,17 @@ class Pipeline:
     # ------------------------------------------------------------ measuring
 
     def evaluate(self, data: str = "fashion-mnist", limit: int | None = None, feature_net: str = "auto",
-                 batch_size: int = 500, seed: int = 0) -> EvalResult:
+                 batch_size: int = 500, seed: int = 0, fit: str = DEFAULT_FIT) -> EvalResult:
         """What `mvq eval` measures (reconstruction FD, MSE, PSNR, SSIM, codebook use, generation FD of the prior
-        on as many samples as test images), as an EvalResult; nothing is written."""
+        on as many samples as test images), as an EvalResult; nothing is written. A folder's pictures are fitted
+        by `fit`, with a warning when they do not fit the model."""
         from .evaluate import evaluate_pipeline
+        from .images import PictureTally
 
-        return evaluate_pipeline(self, data, limit, feature_net, batch_size, seed)
+        tally = PictureTally(self.tokenizer.cfg.image_size, fit)
+        result = evaluate_pipeline(self, data, limit, feature_net, batch_size, seed, fit=fit, tally=tally)
+        self._warn_if_unfit(tally)
+        return result
 
     def explore(self, code: int, image: Any = None, blends: Sequence[tuple[int, int]] = (), steps: int = 8,
                 draws: int = 8) -> np.ndarray:
@@ -193,14 +219,15 @@ class Pipeline:
 
     # ------------------------------------------------------------ images <-> tokens
 
-    def images_to_tensor(self, images: Any) -> torch.Tensor:
+    def images_to_tensor(self, images: Any, fit: str = DEFAULT_FIT) -> torch.Tensor:
         """PIL images, uint8 arrays ((N,) H, W[, C]) or a float tensor (N, C, H, W) in [-1, 1] -> the model's
-        float input (N, C, S, S); other sizes and modes are converted as `mvq encode` converts files."""
+        float input (N, C, S, S); other sizes and modes are converted as `mvq encode` converts files (`fit`:
+        images.FIT_HELP), with one warning when they do not fit the model (colour into grey, say)."""
         import torch
         from PIL import Image
 
         from .data import InputError
-        from .images import pil_to_float
+        from .images import PictureTally, read_picture
 
         cfg = self.tokenizer.cfg
         if isinstance(images, torch.Tensor) and images.is_floating_point():
@@ -220,16 +247,32 @@ class Pipeline:
             if arr.ndim not in (3, 4):
                 raise InputError(f"image arrays must be (H, W), (H, W, C), (N, H, W) or (N, H, W, C), got {arr.shape}")
             images = [Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a) for a in arr]
-        arrays = [pil_to_float(img, cfg.image_size, cfg.channels) for img in images]
+        tally, arrays = PictureTally(cfg.image_size, fit), []
+        for img in images:
+            array, info = read_picture(img, cfg.image_size, cfg.channels, fit)
+            arrays.append(array)
+            tally.add(info)
         if not arrays:
             raise InputError("no images given")
+        self._warn_if_unfit(tally)
         return torch.from_numpy(np.stack(arrays)).to(self.device)
 
-    def encode(self, images: Any, batch_size: int = 256) -> Tokens:
-        """Token ids (N, T) of images, and the mask of every token where the model has masks."""
+    def _warn_if_unfit(self, tally) -> None:
+        import warnings
+
+        from .fitting import mismatch_notice
+
+        cfg = self.tokenizer.cfg
+        notice = mismatch_notice(tally, cfg.channels, self.source or "the model")
+        if notice:
+            warnings.warn(notice, PictureWarning, stacklevel=3)
+
+    def encode(self, images: Any, batch_size: int = 256, fit: str = DEFAULT_FIT) -> Tokens:
+        """Token ids (N, T) of images (fitted to the model's square by `fit`: images.FIT_HELP), and the mask of
+        every token where the model has masks."""
         import torch
 
-        x = self.images_to_tensor(images)
+        x = self.images_to_tensor(images, fit)
         ids, masks = [], []
         with torch.inference_mode():
             for start in range(0, len(x), batch_size):
@@ -257,6 +300,44 @@ class Pipeline:
         batches = decode_tokens(tok, ids, masks, batch_size, self.device, seed=seed,
                                 mask_temperature=mask_temperature, mask_sampling=mask_sampling)
         return _images_out(np.concatenate(list(batches)), output)
+
+    def reconstruct(self, images: Any, fit: str = DEFAULT_FIT, output: str = "pil", batch_size: int = 256):
+        """The model's reconstructions of images (encoded, then decoded with their own masks), in the form of
+        `decode`'s `output`."""
+        return self.decode(self.encode(images, batch_size, fit), output=output, batch_size=batch_size)
+
+    def reconstruction_sheet(self, images: Any, fit: str = DEFAULT_FIT, scale: int | None = None,
+                             pairs_per_row: int | None = None):
+        """What `mvq reconstruct` draws, as one PIL image: each picture as the model reads it beside its
+        reconstruction, tiles enlarged `scale` times (default: at least files.READABLE_TILE px)."""
+        from PIL import Image
+
+        from .files import comparison_sheet
+        from .images import to_uint8
+
+        x = self.images_to_tensor(images, fit)
+        recon = self.reconstruct(x, output="numpy")
+        return Image.fromarray(comparison_sheet(to_uint8(x), recon, scale, pairs_per_row))
+
+    def decode_file(self, tokens_file: str | Path, folder: str | Path, force: bool = False, seed: int | None = 0,
+                    batch_size: int = 256) -> list[Path]:
+        """What `mvq decode TOKENS FOLDER` writes: one PNG per row of a token file (checked to come from this
+        tokenizer unless `force`), named after the row's source (files.image_names); returns their paths."""
+        from .files import image_names, save_png
+        from .inference import decode_tokens
+        from .tokenfile import manifest_sources, read_manifest, read_token_file
+
+        ids, masks = read_token_file(tokens_file, self, force=force)
+        sources = manifest_sources(read_manifest(tokens_file), len(ids))
+        names = image_names(sources) if sources is not None else [f"{i:05d}.png" for i in range(len(ids))]
+        paths = [Path(folder) / name for name in names]
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        written = 0
+        for batch in decode_tokens(self.tokenizer, ids, masks, batch_size, self.device, seed=seed):
+            for img in batch:
+                save_png(img, paths[written])
+                written += 1
+        return paths
 
     # ------------------------------------------------------------ sampling
 

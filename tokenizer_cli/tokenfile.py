@@ -61,8 +61,10 @@ def make_manifest(
     skipped: list[dict[str, str]],
     tokenizer_id: str | None = None,
     num_masks: int = 0,
+    fit: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest written beside tokens.npy; row i of the tokens came from sources[i]."""
+    """The manifest written beside tokens.npy; row i of the tokens came from sources[i], fitted to the model's
+    square by `fit` (None: not pictures, as sampled tokens)."""
     return {
         "model": model_id,
         "config_hash": config_hash,
@@ -72,6 +74,7 @@ def make_manifest(
         "vocab_size": int(vocab_size),
         "dtype": smallest_dtype(vocab_size).name,
         "rows": len(sources),
+        "fit": fit,
         "sources": list(sources),
         "skipped": [{"source": s["source"], "reason": s["reason"]} for s in skipped],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -136,16 +139,40 @@ def load_tokens(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any
         raise InputError(f"{p}: not a valid .npy file ({exc})") from None
     except Exception as exc:  # truncated or garbled header/data
         raise InputError(f"{p}: not a valid .npy file ({exc or type(exc).__name__})") from None
-    meta = manifest_path(p)
+    return tokens, read_manifest(p)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The manifest beside a token file (a JSON object), or None when there is none."""
+    meta = manifest_path(path)
     if not meta.is_file():
-        return tokens, None
+        return None
     try:
         manifest = json.loads(meta.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{meta}: manifest is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise InputError(f"{meta}: manifest must be a JSON object")
-    return tokens, manifest
+    return manifest
+
+
+def manifest_model(manifest: dict[str, Any] | None, path: str | os.PathLike[str]) -> str | None:
+    """The model the manifest of token file `path` names (what decoding loads when no model is given), or None
+    without a manifest."""
+    if manifest is None:
+        return None
+    model = manifest.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InputError(f"{manifest_path(path)}: names no model (\"model\": {model!r}): pass --model")
+    return model
+
+
+def manifest_sources(manifest: dict[str, Any] | None, rows: int) -> list[str] | None:
+    """The source of each token row, as the manifest lists them, or None when it lists none that fit `rows`."""
+    sources = (manifest or {}).get("sources")
+    if not isinstance(sources, list) or len(sources) != rows or not all(isinstance(s, str) for s in sources):
+        return None
+    return sources
 
 
 def load_masks(path: str | os.PathLike[str], manifest: dict[str, Any] | None) -> np.ndarray | None:

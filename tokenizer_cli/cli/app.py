@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 import typer
 
-from . import benchmark, decode, encode, explore, models, push, sample, train
-from .common import cli_command, console
+from . import benchmark, decode, encode, explore, models, push, reconstruct, sample, train
+from .common import cli_command
 from .eval import eval_cmd
 
 app = typer.Typer(
@@ -20,6 +19,7 @@ app = typer.Typer(
 )
 app.command("encode", no_args_is_help=True)(cli_command(encode.encode))
 app.command("decode", no_args_is_help=True)(cli_command(decode.decode))
+app.command("reconstruct", no_args_is_help=True)(cli_command(reconstruct.reconstruct))
 app.command("sample")(cli_command(sample.sample))
 app.command("benchmark")(cli_command(benchmark.benchmark))
 app.command("explore")(cli_command(explore.explore))
@@ -35,8 +35,4 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main() -> None:
     warnings.formatwarning = _one_line_warning
-    try:
-        app()
-    except KeyboardInterrupt:
-        console.print("Interrupted: outputs are written atomically, so nothing partial was left.")
-        sys.exit(130)
+    app()  # Ctrl-C: cli_command prints what was kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..files import READABLE_TILE
 from ..hub import DEFAULT_MODEL  # noqa: F401  (re-exported: the default of every --model)
+from ..images import FIT_HELP, FITS
 
 if TYPE_CHECKING:  # torch is imported inside the commands: `mvq --help` starts in a fraction of a second
     import torch
@@ -27,6 +30,8 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU when present
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, max=65536, help="Images per forward pass.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+
+
 def one_of(*values: str) -> Callable[[str], str]:
     """A Typer option callback that accepts only `values`, or None for an option left out (a usage error
     otherwise, exit code 2)."""
@@ -39,9 +44,19 @@ def one_of(*values: str) -> Callable[[str], str]:
     return check
 
 
+def finite(value: float | None) -> float | None:
+    """A Typer option callback that refuses inf and nan (a usage error, exit code 2)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
 MaskSamplingOpt = Annotated[str, typer.Option("--mask-sampling", callback=one_of("learned", "uniform"), help="MVQ with sampled masks, where a token has no stored mask: 'learned' (p(m | k) from training) or 'uniform'.")]
-MaskTemperatureOpt = Annotated[float, typer.Option("--mask-temperature", min=0.0, help="Temperature of the mask draw; 0 takes the most likely mask.")]
+MaskTemperatureOpt = Annotated[float, typer.Option("--mask-temperature", min=0.0, callback=finite, help="Temperature of the mask draw; 0 takes the most likely mask.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")]
+FitOpt = Annotated[str, typer.Option("--fit", callback=one_of(*FITS), help=FIT_HELP)]
+ScaleOpt = Annotated[int | None, typer.Option("--scale", min=1, max=64, help=f"Enlarge each image of a sheet N times (nearest neighbour); default: the smallest N that makes tiles at least {READABLE_TILE} px.")]
+
 
 class CliError(Exception):
     """A user-facing error: printed as one `Error: ...` line, exit code 1."""
@@ -51,11 +66,27 @@ def fail(message: str) -> NoReturn:
     raise CliError(message)
 
 
+def warn(message: str | None) -> None:
+    """One `warning: ...` line on stderr (nothing for None)."""
+    if message:
+        console.print(f"warning: {message}", style="yellow", highlight=False, soft_wrap=True, markup=False)
+
+
+NOTHING_PARTIAL = "outputs are written whole or not at all, so nothing partial was left"
+_interrupt_note: list[Callable[[], str]] = []  # of the command running in this process
+
+
+def on_interrupt(note: Callable[[], str]) -> None:
+    """What the line printed on Ctrl-C says the running command kept and what not (else NOTHING_PARTIAL)."""
+    _interrupt_note[:] = [note]
+
+
 def cli_command(func: Callable) -> Callable:
     """Known errors become one `Error: ...` line on stderr and exit code 1, never a traceback.
 
     Any operating-system failure (permission denied, disk full, read-only file system, ...) is known too:
-    one line naming the path it happened on.
+    one line naming the path it happened on. Ctrl-C gives one `Interrupted: ...` line (what was kept, what
+    not: see on_interrupt) and exit code 130; caught here, as Typer would turn it into a silent exit 130.
     """
     from ..config import ConfigError
     from ..data import BadArgument, InputError
@@ -65,8 +96,13 @@ def cli_command(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        _interrupt_note.clear()
         try:
             return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            note = _interrupt_note[0]() if _interrupt_note else NOTHING_PARTIAL
+            console.print(f"Interrupted: {note}", style="yellow", highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(130) from None
         except known as err:
             if os.environ.get("MVQ_DEBUG"):
                 raise

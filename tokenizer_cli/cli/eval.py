@@ -22,9 +22,11 @@ from .. import data as data_io
 from .. import files
 from ..config import to_dict
 from ..datasets import FASHION
+from ..fitting import mismatch_notice
 from ..hub import load_pipeline
-from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, JsonOpt, ModelOpt, SeedOpt, console, fail, pick_device,
-                     progress_bar)
+from ..images import DEFAULT_FIT, PictureTally
+from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, FitOpt, JsonOpt, ModelOpt, SeedOpt, console, fail,
+                     pick_device, progress_bar, warn)
 
 if TYPE_CHECKING:
     from ..config import EvalResult
@@ -34,6 +36,7 @@ def eval_cmd(
     model: ModelOpt = DEFAULT_MODEL,
     data: Annotated[str, typer.Option("--data", help=f"'{FASHION}' (its 10,000 test images) or an image folder.")] = FASHION,
     limit: Annotated[int | None, typer.Option("--limit", min=2, help="Use only the first N images (quick runs).")] = None,
+    fit: FitOpt = DEFAULT_FIT,
     feature_net: Annotated[str, typer.Option("--feature-net", help="Classifier folder, or a shipped name, whose features FD uses ('auto': the shipped one made for the model's image shape).")] = "auto",
     json_out: JsonOpt = None,
     batch_size: BatchOpt = 500,
@@ -56,9 +59,12 @@ def eval_cmd(
         except data_io.InputError as err:
             fail(f"{err}: the results could not be written into the model folder; pass --no-write to only "
                  "print them")
+    pictures = PictureTally(pipe.tokenizer.cfg.image_size, fit)
     result = evaluate_pipeline(pipe, data, limit, feature_net, batch_size, seed, progress=progress_bar,
-                               command="mvq " + shlex.join(sys.argv[1:]))
+                               command="mvq " + shlex.join(sys.argv[1:]), fit=fit, tally=pictures)
+    warn(mismatch_notice(pictures, pipe.tokenizer.cfg.channels, model))
     _print(model, result)
+    warn(result.warning)
     if pipe.prior is None:
         console.print("note: the model has no prior, so there is no generation FD (train one with `mvq train prior`)",
                       soft_wrap=True)
@@ -90,7 +96,8 @@ def _print(model: str, r: EvalResult) -> None:
         ("feature net (FD)", r.feature_net),
         ("reconstruction FD", num(r.recon_fd, ".4g")),
         ("generation FD", num(r.generation_fd, ".4g") if r.generation_fd is not None else "- (no prior)"),
-        ("FD real train vs test (floor)", num(r.fd_train_vs_test, ".4g")),
+        ("FD real train vs test (floor)", num(r.fd_train_vs_test, ".4g") if r.fd_train_vs_test is not None
+         else "- (no train split beside the data)"),
         ("MSE ([-1, 1] pixels)", num(r.mse, ".5f")),
         ("PSNR dB", num(r.psnr, ".2f")),
         ("SSIM", num(r.ssim, ".4f")),

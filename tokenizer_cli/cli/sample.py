@@ -12,8 +12,8 @@ from .. import files
 from ..config import MASKGIT_CHOICE_TEMPERATURE, MASKGIT_STEPS, PRIOR_KINDS
 from ..hub import load_pipeline
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
-from .common import (DEFAULT_MODEL, DeviceOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, SeedOpt,
-                     console, fail, one_of, pick_device, progress_bar)
+from .common import (DEFAULT_MODEL, DeviceOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, ScaleOpt, SeedOpt,
+                     console, fail, finite, one_of, pick_device, progress_bar)
 from .decode import write_images
 from .encode import refuse_existing
 
@@ -34,20 +34,21 @@ def sample(
     n: Annotated[int, typer.Option("--n", "-n", min=1, max=MAX_SAMPLES, help="Images to sample.")] = 64,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet (8x8 for 64; the first 1,024 images).")] = Path("samples.png"),
     model: ModelOpt = DEFAULT_MODEL,
-    temperature: Annotated[float, typer.Option("--temperature", "-T", min=0.0, help="Softmax temperature; 0 = greedy.")] = 1.0,
+    temperature: Annotated[float, typer.Option("--temperature", "-T", min=0.0, callback=finite, help="Softmax temperature; 0 = greedy.")] = 1.0,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Sample only among the k most likely tokens.")] = None,
     top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling: smallest set with this much probability.")] = None,
     label: Annotated[int | None, typer.Option("--class", help="Class id for a class-conditional prior.")] = None,
     mask_sampling: Annotated[str, typer.Option("--mask-sampling", callback=one_of("prior", "learned", "uniform"), help="MVQ with sampled masks: masks from the prior's mask head ('prior'; 'learned' where it has none), from the tokenizer's p(m | k) ('learned'), or 'uniform'.")] = "prior",
     mask_temperature: MaskTemperatureOpt = 1.0,
-    images_dir: Annotated[Path | None, typer.Option("--images-dir", help="Also write one PNG per image here.")] = None,
+    scale: ScaleOpt = None,
+    images_dir: Annotated[Path | None, typer.Option("--images-dir", help="Also write one PNG per image here, named after the seed and the sample's index (sample-seed-0-00000.png), as `mvq decode` names the tokens of --tokens-out.")] = None,
     tokens_out: Annotated[Path | None, typer.Option("--tokens-out", help="Also write the sampled tokens (.npy + .json, and the drawn masks for MVQ with sampled masks).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=65536, help="Images sampled and decoded at a time.")] = 1024,
     graph: Annotated[bool, typer.Option("--graph", help="AR prior: run each sampling step as one compiled graph (torch.compile 'reduce-overhead': CUDA graphs on a GPU); the same tokens as without, after a compile of seconds to a minute.")] = False,
     sampler: Annotated[str | None, typer.Option("--sampler", metavar="ar|maskgit", callback=one_of(*PRIOR_KINDS), help="ar: the autoregressive prior, one token at a time | maskgit: the MaskGIT prior, parallel decoding in --steps passes. Default: ar where the model has it, else maskgit.")] = None,
     steps: Annotated[str | None, typer.Option("--steps", metavar="S", help=f"MaskGIT: decoding passes, 1 to T (default: {MASKGIT_STEPS}, or T if smaller).")] = None,
-    choice_temperature: Annotated[float | None, typer.Option("--choice-temperature", min=0.0, help=f"MaskGIT: Gumbel noise on the confidence that picks the tokens kept at each step, annealed to 0 (default {MASKGIT_CHOICE_TEMPERATURE}; 0 keeps the most confident).")] = None,
-    guidance_scale: Annotated[float, typer.Option("--guidance-scale", min=0.0, help="MaskGIT with --class: classifier-free guidance scale (0: off).")] = 0.0,
+    choice_temperature: Annotated[float | None, typer.Option("--choice-temperature", min=0.0, callback=finite, help=f"MaskGIT: Gumbel noise on the confidence that picks the tokens kept at each step, annealed to 0 (default {MASKGIT_CHOICE_TEMPERATURE}; 0 keeps the most confident).")] = None,
+    guidance_scale: Annotated[float, typer.Option("--guidance-scale", min=0.0, callback=finite, help="MaskGIT with --class: classifier-free guidance scale (0: off).")] = 0.0,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
@@ -88,12 +89,14 @@ def sample(
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t_tokens = time.perf_counter() - t0
+    labels = [f"sample seed={seed} #{i}" for i in range(n)]
     with progress_bar("decode", n) as bar:
-        write_images(decode_tokens(tok, ids, masks, batch_size, dev, on_batch=bar.advance), images_dir, out, total=n)
+        write_images(decode_tokens(tok, ids, masks, batch_size, dev, on_batch=bar.advance), images_dir, out, total=n,
+                     names=files.image_names(labels) if images_dir is not None else None, scale=scale)
     t_total = time.perf_counter() - t0
     if tokens_out is not None:
         manifest = make_manifest(pipe.source, pipe.config_hash, ids.shape[1], tok.vocab_size,
-                                 [f"sample seed={seed} #{i}" for i in range(n)], [],
+                                 labels, [],
                                  tokenizer_id=pipe.tokenizer_id, num_masks=tok.num_masks)
         save_tokens(tokens_out, ids, manifest, overwrite, masks=masks)
         console.print(f"wrote {tokens_out}")

@@ -6,14 +6,17 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Callable
 
 import typer
 
 from ..config import PRIOR_KINDS, QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
-from ..datasets import FASHION, load_images
+from ..datasets import FASHION, array_shape, is_array, load_images, look_at_pictures
+from ..fitting import mismatch_notice
 from ..hub import save_pipeline, swap_in
-from .common import BatchOpt, DeviceOpt, SeedOpt, cli_command, console, fail, one_of, pick_device, progress_bar
+from ..images import DEFAULT_FIT, PictureTally
+from .common import (BatchOpt, DeviceOpt, FitOpt, SeedOpt, cli_command, console, fail, on_interrupt, one_of,
+                     pick_device, progress_bar, warn)
 
 app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
 
@@ -23,7 +26,7 @@ StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=10_000_000, help="O
 LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last complete checkpoint in OUT/checkpoints.")]
 CkptOpt = Annotated[int, typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints (0: only at the end).")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 | bf16 (autocast).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (bf16 autocast on a GPU or a CPU with native bf16: AMX or AVX512-BF16; else fp32) | fp32 | bf16.")]
 
 
 def _levels(text: str) -> list[int]:
@@ -31,6 +34,20 @@ def _levels(text: str) -> list[int]:
         return [int(x) for x in text.split(",")]
     except ValueError:
         fail(f"--levels takes integers separated by commas, like 8,6,5; got {text!r}")
+
+
+def checkpoint_note(run_dir: Path, unwritten: str) -> Callable[[], str]:
+    """What Ctrl-C leaves of a training: its last checkpoint, if any."""
+    from ..train import resume_step
+
+    def note() -> str:
+        step = resume_step(run_dir, True)
+        if not step:
+            return f"no checkpoint was written yet, so nothing is kept; {unwritten}"
+        return (f"the checkpoint of step {step:,} is kept in {run_dir}; rerun the same command with --resume to "
+                f"continue from it; {unwritten}")
+
+    return note
 
 
 @app.command("tokenizer", no_args_is_help=True)
@@ -50,8 +67,9 @@ def tokenizer(
     mask_gradient: Annotated[str, typer.Option("--mask-gradient", callback=one_of("winner", "straight-through"), help="mvq: the decoder's gradient reaches the winning hypothesis ('winner'), or stops at it ('straight-through').")] = "winner",
     winner: Annotated[str, typer.Option("--winner", callback=one_of("all", "code"), help="mvq-joint training: 'all' (nearest of all code x mask pairs) or 'code' (nearest code vector first, then its masks).")] = "all",
     levels: Annotated[str, typer.Option("--levels", help="FSQ levels, comma separated.")] = "8,6,5",
-    image_size: Annotated[int, typer.Option("--image-size", help="Image side (28, 32 or 64).")] = 28,
-    channels: Annotated[int, typer.Option("--channels", help="1 (grey) or 3 (RGB).")] = 1,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="Image side (28, 32 or 64). Default: 28 for fashion-mnist; for a folder, of the shipped models' sides the closest to its pictures'.")] = None,
+    channels: Annotated[int | None, typer.Option("--channels", help="1 (grey) or 3 (RGB). Default: 1 for fashion-mnist; for a folder, 3 if most of its pictures are colour.")] = None,
+    fit: FitOpt = DEFAULT_FIT,
     base_channels: Annotated[int, typer.Option("--base-channels", min=4, help="Width of the first conv stage.")] = 32,
     steps: StepsOpt = 2000,
     batch_size: BatchOpt = 128,
@@ -60,7 +78,7 @@ def tokenizer(
     checkpoint_every: CkptOpt = 500,
     resume: ResumeOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
     """Train an autoencoder with a VQ, FSQ or MVQ bottleneck and write a model folder.
@@ -72,12 +90,14 @@ def tokenizer(
     from .. import distributed
     from ..models import Tokenizer
     from ..evaluate import held_out_metrics
-    from ..train import TrainConfig, check_tokenizer_out, resume_step, train_tokenizer, training_record
+    from ..train import (TrainConfig, check_tokenizer_out, resolve_precision, resume_step, train_tokenizer,
+                         training_record)
 
     # Every option and the data are checked before OUT is looked at: a bad one leaves OUT untouched.
     dev = distributed.setup(pick_device(device))
-    if precision not in ("fp32", "bf16"):
-        fail("--precision must be fp32 or bf16")
+    precision = resolve_precision(precision, dev)
+    if image_size is None or channels is None:
+        image_size, channels = _shape_from_data(data, image_size, channels)
     torch.manual_seed(seed)  # before building, so the seed fixes the init
     try:
         qcfg = QuantizerConfig(kind=quantizer, dim=dim, num_codes=num_codes, mask_bits=mask_bits,
@@ -88,7 +108,10 @@ def tokenizer(
         model = Tokenizer(cfg)
     except ValueError as err:
         fail(str(err))
-    images = load_images(data, "train", image_size, channels, progress=progress_bar)
+    pictures = PictureTally(image_size, fit)
+    images = load_images(data, "train", image_size, channels, progress=progress_bar, fit=fit, tally=pictures)
+    if distributed.is_main():
+        warn(mismatch_notice(pictures, channels, remedy="options"))
     if distributed.is_main():
         check_tokenizer_out(out, resume, overwrite)
     distributed.barrier()
@@ -99,6 +122,7 @@ def tokenizer(
                       f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(images):,} images, "
                       f"{dev} x {distributed.world_size()}")
     run_dir = out / "checkpoints"
+    on_interrupt(checkpoint_note(run_dir, f"the model folder {out} was not written"))
     with progress_bar("train tokenizer", steps, resume_step(run_dir, resume)) as bar:
         try:
             result = train_tokenizer(model, images, tcfg, run_dir, dev, resume=resume,
@@ -108,13 +132,34 @@ def tokenizer(
     if not distributed.is_main():
         distributed.cleanup()
         return
-    metrics = held_out_metrics(model, data, images, dev, progress=progress_bar)
+    metrics = held_out_metrics(model, data, images, dev, progress=progress_bar, fit=fit)
     record = training_record(tcfg, result, data, dev, command="mvq " + shlex.join(sys.argv[1:]))
     # The new model replaces OUT whole: no old prior, eval or checkpoints survive.
     swap_in(out, lambda folder: save_pipeline(folder, model.cpu(), name=out.name, training=record, metrics=metrics))
     console.print(f"wrote {out}: MSE {metrics.mse:.4f} on {metrics.eval_data}, PSNR {metrics.psnr:.2f} dB, "
                   f"{metrics.tokens_used}/{model.vocab_size} tokens used")
     distributed.cleanup()
+
+
+def _shape_from_data(data: str, image_size: int | None, channels: int | None) -> tuple[int, int]:
+    """--image-size and --channels where not given: Fashion-MNIST's 28x28 grey, a packed array's shape, or a
+    folder's pictures' own (a sample of them: fitting.shape_from_pictures), said on stderr."""
+    from .. import distributed
+    from ..fitting import describe, shape_from_pictures
+
+    if data == FASHION:
+        return image_size or 28, channels or 1
+    if is_array(data):
+        side, colour = array_shape(Path(data))
+        why = f"a packed array of {describe(side, colour)} images"
+    else:
+        side, colour, why = shape_from_pictures(look_at_pictures(data))
+    chosen = " ".join(([] if image_size else [f"--image-size {side}"]) + ([] if channels else [f"--channels {colour}"]))
+    image_size, channels = image_size or side, channels or colour
+    if distributed.is_main():
+        console.print(f"pictures in {data}: {why}; chose {chosen}: a {describe(image_size, channels)} tokenizer",
+                      highlight=False, soft_wrap=True)
+    return image_size, channels
 
 
 @app.command("prior", no_args_is_help=True)
@@ -125,6 +170,7 @@ def prior(
     data: DataOpt = FASHION,
     tokens_file: Annotated[Path | None, typer.Option("--tokens-file", help="Train on a tokens.npy from `mvq encode` instead of --data.")] = None,
     classes: Annotated[bool, typer.Option("--classes", help="Class-conditional prior (Fashion-MNIST labels).")] = False,
+    fit: FitOpt = DEFAULT_FIT,
     n_layer: Annotated[int, typer.Option("--layers", min=1, max=64, help="Transformer blocks.")] = 4,
     n_head: Annotated[int, typer.Option("--heads", min=1, max=64, help="Attention heads.")] = 4,
     n_embd: Annotated[int, typer.Option("--width", min=8, max=8192, help="Model width (a multiple of --heads).")] = 128,
@@ -136,7 +182,7 @@ def prior(
     resume: ResumeOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model's prior of this --kind if it has one.")] = False,
     mask_head: Annotated[bool, typer.Option("--mask-head/--no-mask-head", help="MVQ with sampled masks: the prior also predicts each token's mask from the sequence and its code (otherwise `mvq sample` draws masks from the tokenizer's p(m | k)).")] = True,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a prior over the tokens of a model's tokenizer: GPT-style (--kind ar) or MaskGIT (--kind maskgit).
@@ -148,22 +194,28 @@ def prior(
     from ..config import MaskGITConfig, PriorConfig
     from ..hub import load_pipeline
     from ..models import MaskGITPrior, Prior
-    from ..train import (TrainConfig, check_prior_out, prior_training_data, resume_step, train_prior,
-                         training_record)
+    from ..train import (TrainConfig, check_prior_out, prior_training_data, resolve_precision, resume_step,
+                         train_prior, training_record)
 
     dev = distributed.setup(pick_device(device))
+    precision = resolve_precision(precision, dev)
     if not (model / "config.json").is_file():
         fail(f"{model} is not a model folder (no config.json); train a tokenizer first")
     if n_embd % n_head:
         fail(f"--width {n_embd} must be a multiple of --heads {n_head}")
     where = PRIOR_KINDS[kind]
     run_dir = model / where.checkpoints
+    on_interrupt(checkpoint_note(run_dir, f"{model / where.file} was not written"))
     if distributed.is_main():
         check_prior_out(model, kind, resume, overwrite)
     distributed.barrier()
     pipe = load_pipeline(str(model), dev, load_prior=False)  # the old prior is replaced, or its file may be gone
     tok = pipe.tokenizer
-    ids, masks, labels, source = prior_training_data(pipe, data, tokens_file, classes, mask_head, progress_bar)
+    pictures = PictureTally(tok.cfg.image_size, fit)
+    ids, masks, labels, source = prior_training_data(pipe, data, tokens_file, classes, mask_head, progress_bar, fit,
+                                                     pictures)
+    if distributed.is_main():
+        warn(mismatch_notice(pictures, tok.cfg.channels, str(model), remedy=None))
     config_class, model_class = (PriorConfig, Prior) if kind == "ar" else (MaskGITConfig, MaskGITPrior)
     pcfg = config_class(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
                         n_embd=n_embd, num_classes=10 if classes else 0,

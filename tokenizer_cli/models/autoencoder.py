@@ -6,14 +6,13 @@ layout "grid": each cell of the last feature map is a token (T = h*w), as in VQ-
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TokenizerConfig
+from ..config import TokenizerConfig, grid_downsamples
 from ..quantizers import QuantizerOutput, build_quantizer
+from .vit import ViTDecoder, ViTEncoder
 
 
 def norm(ch: int) -> nn.GroupNorm:
@@ -57,14 +56,7 @@ class Downsample(nn.Conv2d):
 def num_downsamples(cfg: TokenizerConfig) -> int:
     """How many stride-2 stages: grid layouts stop at sqrt(T) cells a side, 1d ones at <= 8."""
     if cfg.layout == "grid":
-        side = math.isqrt(cfg.tokens)
-        ratio = cfg.image_size // side if side else 0
-        if side * side != cfg.tokens or side * ratio != cfg.image_size or ratio & (ratio - 1):
-            raise ValueError(
-                f"grid layout needs T = side^2 with image_size / side a power of two; "
-                f"got T={cfg.tokens} for {cfg.image_size}x{cfg.image_size}"
-            )
-        return ratio.bit_length() - 1
+        return grid_downsamples(cfg.image_size, cfg.tokens)
     n, size = 0, cfg.image_size
     while size > 8 and size % 2 == 0:
         size //= 2
@@ -113,6 +105,10 @@ class Tokenizer(nn.Module):
         self.cfg = cfg
         self.quantizer = build_quantizer(cfg.quantizer)
         dim = cfg.quantizer.dim
+        if cfg.backbone == "vit":
+            self.encoder: nn.Module = ViTEncoder(cfg)
+            self.decoder: nn.Module = ViTDecoder(cfg)
+            return
         self.encoder = Encoder(cfg)
         ch = self.encoder.out_channels
         side = cfg.image_size >> num_downsamples(cfg)
@@ -141,12 +137,16 @@ class Tokenizer(nn.Module):
 
     def latents(self, images: torch.Tensor) -> torch.Tensor:
         """Continuous pre-quantization latents (B, T, D)."""
+        if self.cfg.backbone == "vit":
+            return self.encoder(images)
         h = self.encoder(images)
         if self.cfg.layout == "grid":
             return self.to_latent(h).flatten(2).transpose(1, 2)  # (B, h*w, D)
         return self.to_latent(h.flatten(1)).view(images.shape[0], self.cfg.tokens, -1)  # (B, T, D)
 
     def decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
+        if self.cfg.backbone == "vit":
+            return self.decoder(z_q)
         b = z_q.shape[0]
         ch, side, _ = self.feature_shape
         if self.cfg.layout == "grid":

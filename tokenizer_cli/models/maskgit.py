@@ -23,10 +23,7 @@ from torch import nn
 from ..config import MASKGIT_CHOICE_TEMPERATURE, MASKGIT_STEPS, MaskGITConfig
 from .parallel_decode import decode
 from .prior import Block, init_weights, mask_head
-from .sampling import check_labels, check_sampling, draw, new_generator
-
-def _finite_non_negative(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+from .sampling import check_labels, check_sampling, draw, finite_non_negative, new_generator
 
 
 def masked_loss(out, tokens: torch.Tensor, hidden: torch.Tensor, masks: torch.Tensor | None = None,
@@ -174,9 +171,10 @@ class MaskGITPrior(nn.Module):
         """Sample n token sequences -> LongTensor (n, T) by parallel decoding in `steps` passes (default
         min(8, T); 1 to T). The same seed gives the same samples.
 
-        temperature, top_k and top_p shape each draw (temperature 0: argmax); choice_temperature scales the
-        Gumbel noise on the confidence that picks which draws are kept (0: the most confident). labels (int or
-        (n,) ints) are required iff num_classes > 0; guidance_scale > 0 adds classifier-free guidance,
+        temperature, top_k and top_p shape each draw (temperature 0, or below float32's smallest normal:
+        argmax); choice_temperature scales the Gumbel noise on the confidence that picks which draws are kept
+        (0: the most confident). labels (int or (n,) ints) are required iff num_classes > 0; guidance_scale > 0
+        adds classifier-free guidance,
         logits = cond + scale * (cond - uncond). A prior with a mask head draws the mask of each position as its
         code is fixed (mask_temperature, 0 = argmax); return_masks gives (ids, masks), masks None without one.
         """
@@ -185,9 +183,9 @@ class MaskGITPrior(nn.Module):
         steps = min(MASKGIT_STEPS, T) if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= T:
             raise ValueError(f"steps must be an integer from 1 to {T} (the tokens per image), got {steps!r}")
-        if not _finite_non_negative(choice_temperature):
+        if not finite_non_negative(choice_temperature):
             raise ValueError(f"choice_temperature must be a finite number >= 0, got {choice_temperature!r}")
-        if not _finite_non_negative(guidance_scale):
+        if not finite_non_negative(guidance_scale):
             raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
         if guidance_scale and self.wce is None:
             raise ValueError("guidance_scale needs a class-conditional prior (num_classes > 0)")

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .sampling import sampling_probs
+from .sampling import is_greedy, sampling_probs
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # ids (B, T) -> logits (B, T, vocab)
 FixCallback = Callable[[torch.Tensor, torch.Tensor], None]  # (sampled ids (B, T), fixed now (B, T) bool)
@@ -34,8 +34,9 @@ def decode(logits_fn: LogitsFn, ids: torch.Tensor, unknown_id: int, steps: int, 
            choice_temperature: float = 4.5, on_fix: FixCallback | None = None) -> torch.Tensor:
     """Fill the positions of ids (B, T) that hold `unknown_id` in `steps` passes of logits_fn -> ids (B, T).
 
-    At step s (0-based) every still-masked position draws a token (temperature, top-k, top-p; temperature 0 is
-    argmax); its confidence is log p of the drawn token plus choice_temperature * (1 - s/steps) Gumbel noise;
+    At step s (0-based) every still-masked position draws a token (temperature, top-k, top-p; a temperature of 0,
+    or below float32's smallest normal, is argmax); its confidence is log p of the drawn token plus
+    choice_temperature * (1 - s/steps) Gumbel noise;
     the `masked_after(N, s, steps)` least confident stay masked (at least one fewer than before, none after the
     last step) and the others are fixed for good. on_fix(sampled, fixed) sees each step's draws and the
     positions it fixes (a mask head draws their masks there). Steps after every position is fixed do nothing.
@@ -51,7 +52,7 @@ def decode(logits_fn: LogitsFn, ids: torch.Tensor, unknown_id: int, steps: int, 
         logits = logits_fn(ids)  # (B, T, vocab)
         B, T = ids.shape
         masked_logits = logits[unknown].float()  # (n, vocab): the positions still masked, row by row
-        if temperature == 0:
+        if is_greedy(temperature):
             drawn = masked_logits.argmax(dim=-1)
             logp = F.log_softmax(masked_logits, dim=-1).gather(-1, drawn[:, None])[:, 0]
         else:

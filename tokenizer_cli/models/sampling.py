@@ -8,12 +8,14 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from ..quantizers.base import GREEDY_BELOW
+
 
 def positive_int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1
 
 
-def _non_negative(x) -> bool:
+def finite_non_negative(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
 
 
@@ -21,7 +23,7 @@ def check_sampling(n, temperature, top_k, top_p, batch_size, mask_temperature) -
     """The options every prior's `generate` takes, as ValueErrors naming the option."""
     if not positive_int(n):
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    if not _non_negative(temperature):
+    if not finite_non_negative(temperature):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if top_k is not None and not positive_int(top_k):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
@@ -29,7 +31,7 @@ def check_sampling(n, temperature, top_k, top_p, batch_size, mask_temperature) -
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
     if batch_size is not None and not positive_int(batch_size):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    if not _non_negative(mask_temperature):
+    if not finite_non_negative(mask_temperature):
         raise ValueError(f"mask_temperature must be a finite number >= 0, got {mask_temperature!r}")
 
 
@@ -64,7 +66,7 @@ def new_generator(seed: int | None, device: torch.device) -> torch.Generator:
 
 
 def sampling_probs(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """logits (B, vocab) float32 -> the probabilities ids are drawn from (temperature > 0, top-k, then top-p)."""
+    """logits (B, vocab) float32 -> the probabilities ids are drawn from (temperature not greedy, top-k, then top-p)."""
     logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # shifted: a tiny T cannot overflow
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
@@ -77,9 +79,14 @@ def sampling_probs(logits: torch.Tensor, temperature: float, top_k: int | None, 
     return probs
 
 
+def is_greedy(temperature: float) -> bool:
+    """Temperature 0, or one so small it is 0 in float32 (the top logit would give 0/0): take the argmax."""
+    return temperature < GREEDY_BELOW
+
+
 def draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
          g: torch.Generator) -> torch.Tensor:
-    """logits (B, vocab) float32 -> ids (B, 1); temperature 0 is argmax and consumes no random numbers."""
-    if temperature == 0:
+    """logits (B, vocab) float32 -> ids (B, 1); a greedy temperature is argmax and consumes no random numbers."""
+    if is_greedy(temperature):
         return logits.argmax(dim=-1, keepdim=True)
     return torch.multinomial(sampling_probs(logits, temperature, top_k, top_p), 1, generator=g)  # (B, 1)

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+# Sampling at a temperature below this is greedy: it is 0 in float32, where the top logit would give 0/0.
+GREEDY_BELOW = torch.finfo(torch.float32).tiny
+
 
 @dataclass
 class QuantizerOutput:

@@ -20,12 +20,14 @@ loss reaches the mask network through the winner.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from ..config import MASK_GRADIENTS as GRADIENTS
 from ..config import MASK_SCOPES
-from .base import QuantizerOutput, all_reduce_sum, update_usage, usage_stats
+from .base import GREEDY_BELOW, QuantizerOutput, all_reduce_sum, update_usage, usage_stats
 from .masks import MaskedCodebook, random_subset
 
 MASK_SAMPLING = ("learned", "uniform")
@@ -63,8 +65,8 @@ class MVQ(MaskedCodebook):
         """
         if sampling not in MASK_SAMPLING:
             raise ValueError(f"mask sampling must be one of {MASK_SAMPLING}, got {sampling!r}")
-        if not temperature >= 0:
-            raise ValueError(f"mask temperature must be >= 0, got {temperature!r}")
+        if not (temperature >= 0 and math.isfinite(temperature)):
+            raise ValueError(f"mask temperature must be a finite number >= 0, got {temperature!r}")
         b, t = indices.shape
         if sampling == "uniform":
             logp = torch.zeros(b, t, self.num_masks, device=indices.device)
@@ -72,10 +74,10 @@ class MVQ(MaskedCodebook):
             logp = self.mask_probs().log()[indices]  # (B, T, M)
         if self.mask_scope == "image":
             logp = logp.sum(1, keepdim=True)  # (B, 1, M)
-        if temperature == 0:
+        if temperature < GREEDY_BELOW:
             masks = logp.argmax(-1)
         else:
-            probs = F.softmax(logp / temperature, dim=-1)
+            probs = F.softmax((logp - logp.amax(-1, keepdim=True)) / temperature, dim=-1)  # shifted: no -inf/-inf
             masks = torch.multinomial(probs.reshape(-1, self.num_masks), 1, generator=generator).view(logp.shape[:2])
         return masks.expand(b, t).contiguous()
 

@@ -1,0 +1,192 @@
+"""Quality per CPU-second of colour tokenizer designs on the picture set (issue: a colour default).
+
+Each variant trains for the same budget of this process's CPU time (one thread: run two lanes side by side,
+OMP_NUM_THREADS=1 each) and is measured at milestones of that budget on held-out crops of the picture set and on
+the hold-out photographs, beside the thumbnail baseline with as many cells as the model has tokens. One JSON
+line a milestone goes to OUT/VARIANT.jsonl; `--report` prints the table (results/colour-study/).
+
+    OMP_NUM_THREADS=1 python scripts/colour_study.py --variants conv32,vit256 --budget 600 --out runs/colour-study
+    python scripts/colour_study.py --report --out runs/colour-study > results/colour-study/table.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tokenizer_cli.config import QuantizerConfig, TokenizerConfig
+from tokenizer_cli.images import to_float
+from tokenizer_cli.models import Tokenizer
+from tokenizer_cli.train import BatchOrder, TrainConfig, lr_at
+
+DATA = Path("/work/data/pictures64")
+FSQ_1000 = {"kind": "fsq", "levels": [8, 5, 5, 5]}
+
+# name: (tokenizer settings, learning rate, precision)
+VARIANTS: dict[str, tuple[dict, float, str]] = {
+    "conv16": ({"base_channels": 16}, 2e-3, "fp32"),
+    "conv32": ({"base_channels": 32}, 2e-3, "fp32"),
+    "conv48": ({"base_channels": 48}, 2e-3, "fp32"),
+    "conv16-bf16": ({"base_channels": 16}, 2e-3, "bf16"),
+    "conv32-bf16": ({"base_channels": 32}, 2e-3, "bf16"),
+    "vit192": ({"backbone": "vit", "vit_width": 192, "vit_heads": 3}, 1e-3, "fp32"),
+    "vit192-bf16": ({"backbone": "vit", "vit_width": 192, "vit_heads": 3}, 1e-3, "bf16"),
+    "vit256": ({"backbone": "vit", "vit_width": 256}, 1e-3, "fp32"),
+    "vit256-bf16": ({"backbone": "vit", "vit_width": 256}, 1e-3, "bf16"),
+    "vit384-bf16": ({"backbone": "vit", "vit_width": 384, "vit_heads": 6}, 1e-3, "bf16"),
+}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over images of PSNR in dB on [0, 1] pixels (inputs in [-1, 1])."""
+    mse = ((a.float() - b.float()) / 2).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((-10 * mse.log10()).mean())
+
+
+def thumbnail(x: torch.Tensor, cells: int) -> torch.Tensor:
+    """Shrink to cells x cells (area average) and enlarge bicubically: the baseline a tokenizer must beat."""
+    small = F.interpolate(x, size=(cells, cells), mode="area")
+    return F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+@torch.inference_mode()
+def measure(model: Tokenizer, sets: dict[str, torch.Tensor], cells: int) -> dict:
+    model.eval()
+    out = {}
+    for name, x in sets.items():
+        recon = torch.cat([model.decode_latents(model.quantize(model.latents(b)).z_q).clamp(-1, 1)
+                           for b in x.split(250)])
+        out[f"psnr_{name}"] = round(psnr(recon, x), 3)
+        out[f"thumb_{name}"] = round(psnr(thumbnail(x, cells), x), 3)
+    ids = torch.cat([model.encode(b) for b in sets["test"].split(250)])
+    out["codes_used"] = int(ids.unique().numel())
+    model.train()
+    return out
+
+
+def load_sets(limit: int) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+    train = np.load(DATA / "train" / "images.npy", mmap_mode="r")
+    test = np.load(DATA / "test" / "images.npy", mmap_mode="r")
+    pick = np.random.default_rng(0).permutation(len(test))[:limit]
+    sets = {"test": to_float(np.ascontiguousarray(test[np.sort(pick)]))}
+    holdout = DATA / "holdout" / "images.npy"
+    if holdout.is_file():
+        sets["photos"] = to_float(np.load(holdout))
+    return np.ascontiguousarray(train), sets
+
+
+def run_variant(name: str, args) -> None:
+    tok_settings, lr, precision = VARIANTS[name]
+    torch.manual_seed(args.seed)
+    q = QuantizerConfig(**FSQ_1000)
+    cfg = TokenizerConfig(image_size=64, channels=3, tokens=args.tokens, layout=args.layout, quantizer=q,
+                          **tok_settings)
+    model = Tokenizer(cfg)
+    train, sets = load_sets(args.eval_images)
+    data = torch.from_numpy(train)
+    order = BatchOrder(len(data), args.batch_size, args.seed)
+
+    def step_loss(step: int) -> torch.Tensor:
+        x = to_float(data[order.indices(step)])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            recon, qout = model(x)
+        return F.mse_loss(recon.float(), x) + qout.loss
+
+    # The step count that fills the budget, from the CPU time of a few steps of a throwaway copy.
+    probe = TrainConfig(steps=10**9, lr=lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for s in range(2):
+        step_loss(s).backward()
+    t = time.process_time()
+    for s in range(4):
+        opt.zero_grad(set_to_none=True)
+        step_loss(s).backward()
+        opt.step()
+    per_step = (time.process_time() - t) / 4
+    model.load_state_dict(state)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99))
+    steps = max(50, int(args.budget / per_step))
+    tcfg = TrainConfig(steps=steps, lr=lr, warmup=min(200, steps // 10))
+    del probe
+    milestones = sorted({int(steps * f) for f in (0.125, 0.25, 0.5, 1.0)})
+    out = Path(args.out) / f"{name}-t{args.tokens}-{args.layout}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cpu = 0.0
+    info = {"variant": name, "tokens": args.tokens, "layout": args.layout, "precision": precision, "lr": lr,
+            "params": sum(p.numel() for p in model.parameters()), "per_step_probe": round(per_step, 4),
+            "steps": steps, "batch": args.batch_size, "cpu": cpu_name(),
+            "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
+    print(json.dumps(info), flush=True)
+    model.train()
+    for step in range(steps):
+        t = time.process_time()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tcfg)
+        loss = step_loss(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        cpu += time.process_time() - t
+        if step + 1 in milestones:
+            row = {**info, "step": step + 1, "cpu_seconds": round(cpu, 1), "loss": round(loss.item(), 5),
+                   **measure(model, sets, cells=int(round(args.tokens ** 0.5)))}
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+def cpu_name() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
+    except StopIteration:
+        return platform.processor()
+
+
+def report(out: Path) -> None:
+    rows = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    print("| variant | tokens | precision | params | steps | CPU s | PSNR test | thumbnail | PSNR photos | "
+          "thumbnail | codes used |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['tokens']} {r['layout']} | {r['precision']} | {r['params'] / 1e6:.2f}M | "
+              f"{r['step']}/{r['steps']} | {r['cpu_seconds']:.0f} | {r['psnr_test']:.2f} | {r['thumb_test']:.2f} | "
+              f"{r.get('psnr_photos', float('nan')):.2f} | {r.get('thumb_photos', float('nan')):.2f} | "
+              f"{r['codes_used']} |")
+    if rows:
+        print(f"\nCPU: {rows[0]['cpu']} ({rows[0]['capability']}), {rows[0]['threads']} thread(s) a run.")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", default="conv32")
+    p.add_argument("--budget", type=float, default=600, help="CPU seconds of training per variant")
+    p.add_argument("--tokens", type=int, default=16)
+    p.add_argument("--layout", default="1d")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--eval-images", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/colour-study")
+    p.add_argument("--report", action="store_true")
+    args = p.parse_args()
+    if args.report:
+        report(Path(args.out))
+        return
+    for name in args.variants.split(","):
+        if name not in VARIANTS:
+            sys.exit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+        run_variant(name, args)
+
+
+if __name__ == "__main__":
+    main()
