@@ -147,3 +147,57 @@ def test_kill_9_then_resume(tmp_path):
     training = json.loads((out / "config.json").read_text())["training"]
     assert training["resumed_from"] >= int(killed_at.name.split("-")[1]) > 0
     assert not (out / "checkpoints").exists()
+
+
+def vit_model(layout: str, tokens: int, kind: str = "fsq") -> Tokenizer:
+    torch.manual_seed(0)
+    q = QuantizerConfig(kind=kind, dim=4, num_codes=8, mask_bits=2, levels=[4, 4])
+    return Tokenizer(TokenizerConfig(image_size=16, channels=3, tokens=tokens, layout=layout, quantizer=q,
+                                     backbone="vit", patch_size=4, vit_width=32, vit_layers=1, vit_heads=2))
+
+
+@pytest.mark.parametrize("layout,tokens", [("1d", 3), ("grid", 16)])
+def test_vit_backbone_learns_and_keeps_its_token_shape(layout, tokens, tmp_path):
+    images = np.stack([blobs(64, 16, seed=s) for s in range(3)], -1)  # (64, 16, 16, 3): a disc per channel
+    model = vit_model(layout, tokens)
+    losses = []
+    cfg = TrainConfig(steps=80, batch_size=32, lr=3e-3, warmup=5, checkpoint_every=0)
+    train_tokenizer(model, images, cfg, tmp_path / "run", torch.device("cpu"),
+                    on_step=lambda s, st: losses.append(st["mse"]))
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+    ids = model.encode(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert ids.shape == (2, tokens) and model.decode(ids).shape == (2, 3, 16, 16)
+
+
+def test_vit_settings_a_network_cannot_have_are_one_config_error():
+    from tokenizer_cli.config import ConfigError
+
+    with pytest.raises(ConfigError, match="one token per patch"):
+        TokenizerConfig(image_size=16, tokens=5, layout="grid", backbone="vit", patch_size=4)
+    with pytest.raises(ConfigError, match="multiple of patch_size"):
+        TokenizerConfig(image_size=18, backbone="vit", patch_size=4)
+    with pytest.raises(ConfigError, match="multiple of vit_heads"):
+        TokenizerConfig(backbone="vit", vit_width=30, vit_heads=4, patch_size=4)
+
+
+def test_cli_trains_a_vit_tokenizer_that_loads_back(runner, tmp_path):
+    from tokenizer_cli.hub import tokenizer_digest
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(blobs(16, 16)):
+        Image.fromarray(np.stack([img, img // 2, 255 - img], -1)).save(folder / f"{i:03d}.png")
+    out = tmp_path / "vit"
+    res = runner.invoke(app, ["train", "tokenizer", str(out), "--data", str(folder), "--quantizer", "fsq",
+                              "--levels", "4,4", "--tokens", "4", "--image-size", "16", "--backbone", "vit", "--patch-size", "4",
+                              "--vit-width", "32", "--vit-layers", "1", "--vit-heads", "2", "--steps", "2",
+                              "--batch-size", "8", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    tok = json.loads((out / "config.json").read_text())["tokenizer"]
+    assert tok["backbone"] == "vit" and tok["vit_width"] == 32 and tok["channels"] == 3
+    pipe = load_pipeline(str(out))
+    assert pipe.tokenizer.encode(torch.zeros(1, 3, 16, 16)).shape == (1, 4)
+    # A conv model's config (and so the digest token files record) has no vit fields.
+    conv = small_model()
+    assert "backbone" not in json.dumps(conv.cfg.to_dict())
+    assert tokenizer_digest(conv) == tokenizer_digest(small_model())

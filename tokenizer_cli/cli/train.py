@@ -70,7 +70,12 @@ def tokenizer(
     image_size: Annotated[int | None, typer.Option("--image-size", help="Image side (28, 32 or 64). Default: 28 for fashion-mnist; for a folder, of the shipped models' sides the closest to its pictures'.")] = None,
     channels: Annotated[int | None, typer.Option("--channels", help="1 (grey) or 3 (RGB). Default: 1 for fashion-mnist; for a folder, 3 if most of its pictures are colour.")] = None,
     fit: FitOpt = DEFAULT_FIT,
-    base_channels: Annotated[int, typer.Option("--base-channels", min=4, help="Width of the first conv stage.")] = 32,
+    backbone: Annotated[str, typer.Option("--backbone", callback=one_of("conv", "vit"), help="conv (residual conv net) | vit (Transformer over patches; TiTok-style latent tokens for --layout 1d, a token per patch for grid). On CPUs with native bf16 vit's large matmuls train fastest.")] = "conv",
+    base_channels: Annotated[int, typer.Option("--base-channels", min=4, help="conv: width of the first stage.")] = 32,
+    patch_size: Annotated[int, typer.Option("--patch-size", min=1, max=64, help="vit: patch side in pixels.")] = 8,
+    vit_width: Annotated[int, typer.Option("--vit-width", min=8, max=8192, help="vit: model width (a multiple of --vit-heads).")] = 256,
+    vit_layers: Annotated[int, typer.Option("--vit-layers", min=1, max=64, help="vit: blocks in the encoder, and again in the decoder.")] = 4,
+    vit_heads: Annotated[int, typer.Option("--vit-heads", min=1, max=64, help="vit: attention heads.")] = 4,
     steps: StepsOpt = 2000,
     batch_size: BatchOpt = 128,
     lr: LrOpt = 2e-3,
@@ -104,7 +109,8 @@ def tokenizer(
                                subset_ratio=subset_ratio, winner=winner, hypothesis_form=hypothesis_form,
                                mask_scope=mask_scope, mask_gradient=mask_gradient, levels=_levels(levels))
         cfg = TokenizerConfig(image_size=image_size, channels=channels, tokens=tokens, layout=layout,
-                              base_channels=base_channels, quantizer=qcfg)
+                              base_channels=base_channels, quantizer=qcfg, backbone=backbone, patch_size=patch_size,
+                              vit_width=vit_width, vit_layers=vit_layers, vit_heads=vit_heads)
         model = Tokenizer(cfg)
     except ValueError as err:
         fail(str(err))
