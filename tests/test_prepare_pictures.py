@@ -126,7 +126,14 @@ def fake_tree(root: Path) -> dict[str, Path]:
         "gcompris/src/activities/paintings/resource/mona.png": (png_bytes(photo(rng, 120, 90)), "zlib"),
         "gcompris/src/activities/erase/resource/calf.jpg": (png_bytes(photo(rng, 96, 128), "JPEG"), "zstd"),
         "gcompris/src/activities/erase/Erase.qml": (b"import QtQuick 2.12", "none")})
-    # scratch: enough backdrops that both splits get some
+    # scratch: a black line drawing on transparent (kept), a one-colour costume (blank), and enough backdrops
+    # that both splits get some
+    costumes = scratch / "Media" / "Costumes" / "Things"
+    costumes.mkdir(parents=True)
+    lines = np.zeros((100, 120, 4), dtype=np.uint8)
+    lines[10:90:8, 10:110, 3] = 255
+    Image.fromarray(lines, "RGBA").save(costumes / "lines.png")
+    Image.fromarray(np.full((100, 100, 3), 200, dtype=np.uint8)).save(costumes / "grey.png")
     for i in range(30):
         d = scratch / "Media" / "Backgrounds" / "Outdoors"
         d.mkdir(parents=True, exist_ok=True)
@@ -164,7 +171,7 @@ def test_picture_set_from_a_fake_tree_drops_splits_and_resumes(tmp_path, monkeyp
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["groups"] == pp.GROUPS
-    assert manifest["dropped"] == {"duplicate": 1, "small": 1, "normal-map": 2}
+    assert manifest["dropped"] == {"duplicate": 1, "small": 1, "normal-map": 2, "blank": 1}
     sources = {}
     for split in ("train", "test"):
         images, labels, rows = read_split(out, split)
@@ -186,16 +193,17 @@ def test_picture_set_from_a_fake_tree_drops_splits_and_resumes(tmp_path, monkeyp
                  "painting"),
                 ("gcompris-qt-data", "rcc/activities.rcc!gcompris/src/activities/erase/resource/calf.jpg",
                  "photo"),
-            } or (r["package"] == "scratch" and r["group"] == "photo")
+            } or (r["package"] == "scratch" and r["group"] == "photo" and "Backgrounds/" in r["source"]) or (
+                (r["package"], r["source"], r["group"]) == ("scratch", "Media/Costumes/Things/lines.png", "clip-art"))
     assert sources["train"] and sources["test"] and not sources["train"] & sources["test"]
     all_rows = read_split(out, "train")[2] + read_split(out, "test")[2]
     crops_of = {}
     for r in all_rows:
         crops_of.setdefault(r["source"], []).append(r["crop"])
-    assert len(crops_of) == 5 + 30  # cat (not its copy), star, wall, the two rcc entries, 30 backdrops
+    assert len(crops_of) == 6 + 30  # cat (not its copy), star, wall, the two rcc entries, lines, 30 backdrops
     assert crops_of["animals/cat.png"] == ["fit"] and crops_of["shapes/star.svg"] == ["fit"]
     big = crops_of["Media/Backgrounds/Outdoors/back29.jpg"]  # 320x269: a centre crop and random ones
-    assert big[0] == "centre@1.0" and len(big) == 2 and big[1].startswith("random@")
+    assert big == ["centre@1.0", "random@1#1", "random@0.5#2", "random@0.25#3"]
 
     # a re-run processes nothing and writes the same set; a new picture is the only one processed
     before = {s: (out / s / "images.npy").read_bytes() for s in ("train", "test")}
@@ -210,7 +218,7 @@ def test_picture_set_from_a_fake_tree_drops_splits_and_resumes(tmp_path, monkeyp
     run(out, roots)
     assert calls == ["Media/Backgrounds/Outdoors/new.jpg"]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert sum(manifest["splits"][s]["sources"] for s in ("train", "test")) == 36
+    assert sum(manifest["splits"][s]["sources"] for s in ("train", "test")) == 37
 
 
 def test_split_depends_only_on_the_source_id():
@@ -221,7 +229,8 @@ def test_split_depends_only_on_the_source_id():
 
 
 def test_crop_count_grows_with_size_and_weight():
-    assert pp.crop_count(160, 160, 1.0) == 1
-    assert pp.crop_count(1920, 1080, 1.0) == 9
-    assert pp.crop_count(1920, 1080, 2.0) == 18
+    assert pp.crop_count(60, 60, 1.0) == 1
+    assert pp.crop_count(160, 160, 1.0) == 2
+    assert pp.crop_count(1920, 1080, 1.0) == 18
+    assert pp.crop_count(1920, 1080, 0.5) == 9
     assert pp.crop_count(8000, 8000, 2.0) == pp.MAX_CROPS
