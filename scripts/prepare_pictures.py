@@ -57,7 +57,9 @@ TEST_PERCENT = 10
 ICON_SHARE = 0.15  # icons are at most this share of all crops (they are many, small and alike)
 MAX_CROPS = 24
 PIXELS_PER_CROP = 80  # a picture of weight 1 gives one crop per 80 px of sqrt(width * height)
-CACHE_VERSION = 1  # bump when a change (decoding, cropping) makes every cached result stale
+SCALES = (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.125)  # random crops' sides, as a share of the short side
+CACHE_VERSION = 1  # bump when a change (decoding, compositing) makes every cached result stale
+CROPS_VERSION = 2  # bump when the multi-crop logic changes: only those results are redone
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tga", ".tif", ".tiff", ".svg", ".svgz", ".rgb",
               ".sgi"}
 CONTAINER_EXTS = {".rcc", ".pk3", ".sh3f"}
@@ -86,25 +88,29 @@ class Package:
     max_sources: int | None = None  # subsample files by a hash of their path (icon themes)
 
 
+PHOTO = 2.5  # weight of photos and paintings: the scarcest pictures, and the ones models are judged on
+TEXTURE = 0.5  # textures are many and alike
+
+
 def _icons(cap: int) -> Package:
     return Package("apt", (Rule(r"\.(svgz?|png)$", "icon"),), one_per=r"([^/]+)\.(?:svgz?|png)$", max_sources=cap)
 
 
 def _textures(*extra: Rule) -> Package:
-    return Package("apt", (*extra, Rule(r"\.(png|jpe?g|tga|bmp|webp|rgb|sgi)$", "texture", 0.4)))
+    return Package("apt", (*extra, Rule(r"\.(png|jpe?g|tga|bmp|webp|rgb|sgi)$", "texture", TEXTURE)))
 
 
 WALLPAPER = r"\.(jpe?g|png)$"
 # Order matters: near-duplicates are kept in the first package (photos before textures before icons).
 PACKAGES: dict[str, Package] = {
     "gcompris-qt-data": Package("apt", (
-        Rule(r"/paintings/.*\.(webp|png|jpe?g)$", "painting"),
-        Rule(r"/details/.*(" + PAINTERS.pattern + r").*\.(webp|png|jpe?g)$", "painting"),
-        Rule(r"\.(webp|jpe?g)$", "photo"),
+        Rule(r"/paintings/.*\.(webp|png|jpe?g)$", "painting", PHOTO),
+        Rule(r"/details/.*(" + PAINTERS.pattern + r").*\.(webp|png|jpe?g)$", "painting", PHOTO),
+        Rule(r"\.(webp|jpe?g)$", "photo", PHOTO),
         Rule(r"\.(svgz?|png)$", "clip-art"))),
     "tuxpaint-stamps-default": Package("apt", (Rule(r"\.png$", "photo", fit=True), Rule(r"\.svg$", "clip-art"))),
     "scratch": Package("apt", (
-        Rule(r"/backgrounds/.*\.(jpe?g|gif|png)$", "photo"),
+        Rule(r"/backgrounds/.*\.(jpe?g|gif|png)$", "photo", PHOTO),
         Rule(r"/costumes/letters/", None),
         Rule(r"/costumes/.*\.jpe?g$", "photo", fit=True),
         Rule(r"/costumes/.*\.(gif|png)$", "clip-art"))),
@@ -119,15 +125,15 @@ PACKAGES: dict[str, Package] = {
     "lxqt-themes": Package("apt", (Rule(r"/wallpapers/.*" + WALLPAPER, "photo", 2.0),)),
     "stellarium-data": Package("apt", (
         Rule(r"/landscapes/.*(fog|illum)[^/]*$", None),  # overlays, not pictures
-        Rule(r"/landscapes/.*\.(png|jpe?g)$", "photo", 1.5),
-        Rule(r"/scenery3d/.*\.(png|jpe?g)$", "texture", 0.4),
+        Rule(r"/landscapes/.*\.(png|jpe?g)$", "photo", PHOTO),
+        Rule(r"/scenery3d/.*\.(png|jpe?g)$", "texture", TEXTURE),
         Rule(r"/skycultures/.*\.(png|jpe?g)$", "clip-art"),  # constellation art
-        Rule(r"/(textures|nebulae)/.*\.(png|jpe?g)$", "photo", 0.2))),  # astronomy: weighted down
+        Rule(r"/(textures|nebulae)/.*\.(png|jpe?g)$", "photo", 0.3))),  # astronomy: weighted down
     "scikit-image": Package("pip", (
         Rule(r"(chessboard|text|page|logo|phantom|clock_motion|no_time|color|cell|microaneurysms|ihc|coins|horse)[._]",
              None),  # drawings, charts and micrographs
         Rule(r"(brick|grass|gravel)\.png$", "texture"),
-        Rule(r"^data/.*\.(png|jpe?g)$", "photo")), module="skimage"),
+        Rule(r"^data/.*\.(png|jpe?g)$", "photo", PHOTO)), module="skimage"),
     "supertuxkart-data": _textures(Rule(r"/(skins|editor)/", None), Rule(r"/gui/icons/", "icon"),
                                    Rule(r"screenshot", "render"), Rule(r"/karts/.*icon.*\.png$", "render")),
     "torcs-data": _textures(Rule(r"/(cars|menu)/.*\.png$", "render")),
@@ -135,11 +141,11 @@ PACKAGES: dict[str, Package] = {
     "openarena-081-textures": _textures(),
     "flightgear-data-base": _textures(Rule(r"/aircraft/.*(splash|thumbnail)", "render")),
     "sweethome3d-furniture": Package("apt", (
-        Rule(r"\.sh3f!.*\.png$", "render"), Rule(r"\.sh3f!.*\.jpe?g$", "texture", 0.4))),
+        Rule(r"\.sh3f!.*\.png$", "render"), Rule(r"\.sh3f!.*\.jpe?g$", "texture", TEXTURE))),
     "openclipart-png": Package("apt", (Rule(r"\.png$", "clip-art"),)),
     "wesnoth-1.16-data": Package("apt", (
-        Rule(r"/(portraits|story)/.*\.(png|jpe?g|webp)$", "painting"),
-        Rule(r"/images/maps/.*\.(png|jpe?g|webp)$", "painting"),
+        Rule(r"/(portraits|story)/.*\.(png|jpe?g|webp)$", "painting", PHOTO),
+        Rule(r"/images/maps/.*\.(png|jpe?g|webp)$", "painting", PHOTO),
         Rule(r"/images/.*\.(png|jpe?g|webp)$", "sprite"))),
     "kgeography-data": Package("apt", (Rule(r"/kgeography/.*\.png$", "clip-art"),)),
     "arcade": Package("pip", (  # Kenney's CC0 assets; the two ansimuz backgrounds have their own licence
@@ -267,7 +273,7 @@ class Source:
         """How this source's crops are made: a cached result made another way is redone."""
         if fits(self.rule):
             return f"v{CACHE_VERSION}:fit"
-        return f"v{CACHE_VERSION}:crops:{self.rule.weight:g}/{PIXELS_PER_CROP}"
+        return f"v{CACHE_VERSION}:crops{CROPS_VERSION}:{self.rule.weight:g}/{PIXELS_PER_CROP}"
 
 
 def stable_hash(text: str) -> int:
@@ -442,12 +448,13 @@ def make_crops(rgba: Image.Image, rule: Rule, rng: np.random.Generator) -> tuple
     short = min(w, h)
     crops = [shrink(rgb, ((w - short) // 2, (h - short) // 2, (w + short) // 2, (h + short) // 2))]
     names = ["centre@1.0"]
-    scales = [s for s in (1.0, 0.5, 0.25, 0.125) if s * short >= SIZE]
-    if max(w, h) < 1.15 * short:
-        scales = scales[1:]  # square: a random crop at 1.0 is the centre crop again
+    scales = [s for s in SCALES[1:] if s * short >= SIZE]
+    if max(w, h) >= 1.15 * short:
+        scales = [1.0, *scales]  # once: on a square picture it is the centre crop again
     n = crop_count(w, h, rule.weight) if scales else 1
+    sequence = scales + ([s for s in scales if s < 1.0] or scales) * MAX_CROPS  # each scale, then all but 1.0
     for i in range(1, n):
-        scale = scales[(i - 1) % len(scales)]
+        scale = sequence[i - 1]
         side = round(scale * short)
         x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
         crops.append(shrink(rgb, (x, y, x + side, y + side)))

@@ -202,8 +202,9 @@ def test_picture_set_from_a_fake_tree_drops_splits_and_resumes(tmp_path, monkeyp
         crops_of.setdefault(r["source"], []).append(r["crop"])
     assert len(crops_of) == 6 + 30  # cat (not its copy), star, wall, the two rcc entries, lines, 30 backdrops
     assert crops_of["animals/cat.png"] == ["fit"] and crops_of["shapes/star.svg"] == ["fit"]
-    big = crops_of["Media/Backgrounds/Outdoors/back29.jpg"]  # 320x269: a centre crop and random ones
-    assert big == ["centre@1.0", "random@1#1", "random@0.5#2", "random@0.25#3"]
+    big = crops_of["Media/Backgrounds/Outdoors/back29.jpg"]  # 320x269 at weight 2.5: 9 crops, 1.0 once
+    assert big == ["centre@1.0", "random@1#1", "random@0.7#2", "random@0.5#3", "random@0.35#4", "random@0.25#5",
+                   "random@0.7#6", "random@0.5#7", "random@0.35#8"]
 
     # a re-run processes nothing and writes the same set; a new picture is the only one processed
     before = {s: (out / s / "images.npy").read_bytes() for s in ("train", "test")}
