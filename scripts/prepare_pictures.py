@@ -715,7 +715,8 @@ def build_holdout(out: Path, install_missing: bool, png: bool = True) -> dict:
     np.save(out / "images.npy", np.stack(images))
     (out / "crops.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if png:
-        (out / "png").mkdir(exist_ok=True)
+        shutil.rmtree(out / "png", ignore_errors=True)  # no PNG left over from an earlier, longer list
+        (out / "png").mkdir()
         for i, (img, r) in enumerate(zip(images, rows)):
             Image.fromarray(img).save(out / "png" / out_file_name("photo", r["package"], i))
     return {"photos": sum(len(p) for p in HOLDOUT_PHOTOS.values()), "crops": len(rows)}
