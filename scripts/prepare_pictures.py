@@ -19,9 +19,10 @@ upscaled: downscaling is Lanczos after Image.reduce. Near-duplicates (same 16x16
 are kept once, icons are capped to ICON_SHARE of all crops, and a hash of the source id (package + path) puts
 about TEST_PERCENT % of pictures in test, so no picture has crops on both sides.
 
-Each picture's result is cached in OUT/cache/pictures.sqlite; a re-run processes only new pictures (a package
-installed since, say) and reassembles OUT/{train,test}/images.npy, labels.npy, crops.jsonl, png/ and
-OUT/manifest.json. The data is never committed.
+Each picture's result is cached in OUT/cache/pictures.sqlite with how it was cropped; a re-run processes only
+new pictures (a package installed since, say) or pictures whose rule now crops them another way, then
+reassembles OUT/{train,test}/images.npy, labels.npy, crops.jsonl, png/ and OUT/manifest.json. The data is never
+committed.
 """
 
 from __future__ import annotations
