@@ -7,6 +7,7 @@ line a milestone goes to OUT/VARIANT.jsonl; `--report` prints the table (results
 
     OMP_NUM_THREADS=1 python scripts/colour_study.py --variants conv32,vit256 --budget 600 --out runs/colour-study
     python scripts/colour_study.py --report --out runs/colour-study > results/colour-study/table.md
+    OMP_NUM_THREADS=1 python scripts/colour_study.py --step-times > results/colour-study/step-times.md
 """
 
 from __future__ import annotations
@@ -145,6 +146,33 @@ def run_variant(name: str, args) -> None:
             print(json.dumps(row), flush=True)
 
 
+def step_times(args) -> None:
+    """CPU seconds of one training step of every variant, fp32 and bf16 side by side in one process."""
+    x = torch.rand(args.batch_size, 3, 64, 64) * 2 - 1
+    print(f"| variant | params | CPU s / step (batch {args.batch_size}) |\n|---|---|---|")
+    for name, (tok_settings, lr, precision) in VARIANTS.items():
+        torch.manual_seed(0)
+        model = Tokenizer(TokenizerConfig(image_size=64, channels=3, tokens=args.tokens, layout=args.layout,
+                                          quantizer=QuantizerConfig(**FSQ_1000), **tok_settings))
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+
+        def step() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                recon, q = model(x)
+            loss = F.mse_loss(recon.float(), x) + q.loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        step(), step()
+        t = time.process_time()
+        for _ in range(3):
+            step()
+        print(f"| {name} | {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M | "
+              f"{(time.process_time() - t) / 3:.2f} |", flush=True)
+    print(f"\nCPU: {cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} thread(s).")
+
+
 def cpu_name() -> str:
     try:
         return next(line.split(":", 1)[1].strip() for line in subprocess.run(
@@ -178,7 +206,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/colour-study")
     p.add_argument("--report", action="store_true")
+    p.add_argument("--step-times", action="store_true", help="time one step of every variant and stop")
     args = p.parse_args()
+    if args.step_times:
+        step_times(args)
+        return
     if args.report:
         report(Path(args.out))
         return
