@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import warnings
 
-import typer
-
 from . import benchmark, decode, encode, explore, models, push, reconstruct, sample, train
-from .common import cli_command
+from .common import Typer, cli_command
 from .eval import eval_cmd
 
-app = typer.Typer(
+app = Typer(
     name="mvq",
     help="Small-latent image tokenizers (VQ, FSQ, Masked VQ) and a fast Transformer prior.",
     no_args_is_help=True,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Callable, Iterator, NoReturn
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from ..files import READABLE_TILE
 from ..hub import DEFAULT_MODEL  # noqa: F401  (re-exported: the default of every --model)
@@ -21,6 +22,37 @@ if TYPE_CHECKING:  # torch is imported inside the commands: `mvq --help` starts 
     import torch
 
 console = Console(stderr=True)  # messages and progress on stderr, so stdout stays parseable
+
+
+def _flags_without_type(params: list) -> list:
+    """A flag takes no value, so its help line shows no type: Typer's rich help prints a set metavar in place of
+    the type (`<bool>` otherwise), and click's plain help ignores a flag's metavar."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx):  # with the `--help` option that click makes for each command
+        return _flags_without_type(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx):
+        return _flags_without_type(super().get_params(ctx))
+
+
+class Typer(typer.Typer):
+    """typer.Typer whose help lists flags (and `--help`) without a `<bool>` type. The fix lives in the command
+    classes, so `app()` (the installed `mvq`) and `CliRunner().invoke(app)` (the tests) show the same help."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args, **kwargs):
+        return super().command(*args, cls=_Command, **kwargs)
+
 
 ModelOpt = Annotated[
     str,

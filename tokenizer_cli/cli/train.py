@@ -15,10 +15,10 @@ from ..datasets import FASHION, array_shape, is_array, load_images, look_at_pict
 from ..fitting import mismatch_notice
 from ..hub import save_pipeline, swap_in
 from ..images import DEFAULT_FIT, PictureTally
-from .common import (BatchOpt, DeviceOpt, FitOpt, SeedOpt, cli_command, console, fail, on_interrupt, one_of,
+from .common import (BatchOpt, DeviceOpt, FitOpt, SeedOpt, Typer, cli_command, console, fail, on_interrupt, one_of,
                      pick_device, progress_bar, warn)
 
-app = typer.Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
+app = Typer(help="Train a tokenizer, or a prior over a tokenizer's tokens.", no_args_is_help=True)
 
 DataOpt = Annotated[str, typer.Option("--data", help=f"'{FASHION}' (Debian dataset-fashion-mnist) or an image folder.")]
 OutArg = Annotated[Path, typer.Argument(help="Model folder to write (Hub layout: config.json, *.safetensors, README.md).")]
