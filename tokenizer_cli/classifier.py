@@ -102,14 +102,17 @@ def resolve_feature_net(name: str) -> Path:
 
 
 def feature_net_for(image_size: int, channels: int) -> str:
-    """The shipped feature net made for images of this shape (the Fashion-MNIST one when none is)."""
+    """The shipped feature net made for images of this shape, the one measured on the most test images where
+    several are (the broadest data: the picture set's before the clip-art one); the Fashion-MNIST one when
+    none is."""
     root = shipped_root()
+    fits = []
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         if (folder / CONFIG_FILE).is_file():
-            cfg = read_feature_net_info(folder)["config"]
-            if (cfg.get("image_size"), cfg.get("channels")) == (image_size, channels):
-                return folder.name
-    return DEFAULT_FEATURE_NET
+            info = read_feature_net_info(folder)
+            if (info["config"].get("image_size"), info["config"].get("channels")) == (image_size, channels):
+                fits.append((-int(info.get("test_images") or 0), folder.name))
+    return min(fits)[1] if fits else DEFAULT_FEATURE_NET
 
 
 def read_feature_net_info(folder: Path) -> dict:
