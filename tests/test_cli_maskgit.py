@@ -18,7 +18,8 @@ from tokenizer_cli.cli.app import app
 from tokenizer_cli.cli.models import _row
 from tokenizer_cli.config import config_hash, to_dict
 from tokenizer_cli.data import BadArgument
-from tokenizer_cli.hub import BadCheckpoint, load_pipeline, read_config, save_pipeline
+from tokenizer_cli.hub import BadCheckpoint, read_config, save_pipeline
+from tokenizer_cli.pipeline import load_pipeline
 from tokenizer_cli.train import TrainConfig, train_prior
 
 

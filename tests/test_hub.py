@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tokenizer_cli import hub
-from tokenizer_cli.hub import BadCheckpoint, ModelNotFound, load_pipeline, resolve_model, save_pipeline
+from tokenizer_cli.hub import BadCheckpoint, ModelNotFound, resolve_model, save_pipeline
+from tokenizer_cli.pipeline import load_pipeline
 
 from conftest import tiny_tokenizer
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tokenizer_cli.data import iter_sources, load_source
-from tokenizer_cli.hub import DEFAULT_MODEL, load_pipeline, read_config, shipped_models, shipped_root
+from tokenizer_cli.hub import DEFAULT_MODEL, read_config, shipped_models, shipped_root
+from tokenizer_cli.pipeline import load_pipeline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SHAPES = {"fashion": (28, 1, 10_000), "clipart": (64, 3, 696)}  # examples folder: image size, channels, test images
