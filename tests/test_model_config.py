@@ -12,8 +12,8 @@ from PIL import Image
 from conftest import tiny_prior, tiny_tokenizer
 from tokenizer_cli import Pipeline
 from tokenizer_cli.classifier import Classifier, ClassifierConfig, save_classifier
-from tokenizer_cli.config import (ConfigError, EvalResult, ModelConfig, ReconstructionMetrics, TrainingRecord,
-                                  to_dict)
+from tokenizer_cli.config import (FORMAT_VERSION, ConfigError, EvalResult, ModelConfig, ReconstructionMetrics,
+                                  TrainingRecord, to_dict)
 from tokenizer_cli.data import InputError
 from tokenizer_cli.hub import BadCheckpoint, read_config, save_pipeline, update_records
 
@@ -25,7 +25,7 @@ def test_model_config_round_trips_every_record(model_with_prior):
     cfg.eval = EvalResult(recon_fd=1.5, generation_fd=None, images=4)
     again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg and again.prior.vocab_size == again.tokenizer.quantizer.vocab_size
-    assert again.to_dict()["mvq_format"] == 2 and "prior_training" not in again.to_dict()
+    assert again.to_dict()["mvq_format"] == FORMAT_VERSION and "prior_training" not in again.to_dict()
 
 
 @pytest.mark.parametrize("section, value, message", [

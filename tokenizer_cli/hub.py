@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 from safetensors import SafetensorError
 
 from .cards import model_card
-from .config import PRIOR_KINDS, ConfigError, ModelConfig, to_dict
+from .config import PRIOR_KINDS, ConfigError, ModelConfig, TokenizerConfig
 from .data import InputError
 from .files import atomic_write, current_umask, read_small_json
 
@@ -62,8 +62,8 @@ def tokenizer_digest(tokenizer: Tokenizer) -> str:
     return _digest(tokenizer.cfg, tokenizer.state_dict())
 
 
-def _digest(cfg, state: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
+def _digest(cfg: TokenizerConfig, state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256(json.dumps(cfg.hash_dict(), sort_keys=True).encode())
     for key, value in sorted(state.items()):
         h.update(key.encode())
         h.update(value.detach().float().cpu().numpy().tobytes())  # as loaded (float32)
