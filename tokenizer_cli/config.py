@@ -16,9 +16,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-FORMAT_VERSION = 3  # of config.json; 2: one flat quantizer record for every kind; 1: "mvq" meant joint
-# tokens and K was "codebook_size"
-QUANTIZER_KINDS = ("vq", "fsq", "mvq", "mvq-joint")
+FORMAT_VERSION = 3  # of config.json; 2: one flat quantizer record held every kind's fields; 1: "mvq" meant
+# joint tokens and K was "codebook_size"
+DEFAULT_KIND = "mvq"  # of a quantizer (the kinds: QUANTIZER_KINDS, below their records)
 MASKED_KINDS = ("mvq", "mvq-joint")  # the two readings of Masked VQ
 LAYOUTS = ("1d", "grid")
 BACKBONES = ("conv", "vit")
@@ -61,7 +61,7 @@ class _ByKind(type):
         if cls is QuantizerConfig:
             if args:
                 raise TypeError("QuantizerConfig takes keyword arguments (kind=..., and the kind's fields)")
-            kind = _check_choice("quantizer kind", kwargs.pop("kind", "mvq"), QUANTIZER_KINDS)
+            kind = _check_choice("quantizer kind", kwargs.pop("kind", DEFAULT_KIND), QUANTIZER_KINDS)
             cls = QUANTIZER_CONFIGS[kind]
             unknown = sorted(set(kwargs) - set(FORMAT2_DEFAULTS) - {"format2_fields"})
             if unknown:
@@ -118,7 +118,7 @@ class QuantizerConfig(metaclass=_ByKind):
         """A kind's record from its config.json object (unknown keys ignored with a warning)."""
         if not isinstance(d, dict):
             raise ConfigError(f"{where} must be a JSON object, got {type(d).__name__}")
-        kind = _check_choice("quantizer kind", d.get("kind", "mvq"), QUANTIZER_KINDS)
+        kind = _check_choice("quantizer kind", d.get("kind", DEFAULT_KIND), QUANTIZER_KINDS)
         return _from_dict(QUANTIZER_CONFIGS[kind], {k: v for k, v in d.items() if k != "kind"}, where)
 
 
@@ -261,6 +261,7 @@ class JointMVQConfig(_MaskedConfig):
 
 QUANTIZER_CONFIGS: dict[str, type[QuantizerConfig]] = {
     c.kind: c for c in (VQConfig, FSQConfig, MVQConfig, JointMVQConfig)}
+QUANTIZER_KINDS = tuple(QUANTIZER_CONFIGS)
 # Format 2's one flat quantizer record: every kind's fields at their defaults (FSQ's dim was len(levels)).
 FORMAT2_DEFAULTS = {"dim": 16, "num_codes": 16, "levels": [8, 6, 5], "mask_bits": 4, "num_masks": 0, "mask_hidden": 64,
                     "subset_ratio": None, "winner": "all", "hypothesis_form": "residual", "mask_scope": "token",
@@ -270,12 +271,12 @@ FORMAT2_DEFAULTS = {"dim": 16, "num_codes": 16, "levels": [8, 6, 5], "mask_bits"
 def quantizer_from_format2(q: dict) -> dict:
     """A format-2 flat quantizer record (every kind's fields) -> its kind's record: other kinds' fields go,
     except those whose values the record's format2_dict would not give back (kept in format2_fields)."""
-    kind = q.get("kind", "mvq")
+    kind = q.get("kind", DEFAULT_KIND)
     if kind not in QUANTIZER_CONFIGS:
         return q  # QuantizerConfig.from_dict says what is wrong
     own = {f.name for f in dataclasses.fields(QUANTIZER_CONFIGS[kind])} | {"kind"}
     record = {k: v for k, v in q.items() if k in own or k not in FORMAT2_DEFAULTS}
-    flat = QuantizerConfig.from_dict(record).format2_dict()
+    flat = QuantizerConfig.from_dict({k: v for k, v in q.items() if k in own}).format2_dict()
     kept = {k: v for k, v in q.items() if k not in own and k in FORMAT2_DEFAULTS
             and json.dumps(v, sort_keys=True) != json.dumps(flat[k], sort_keys=True)}
     return {**record, **({"format2_fields": kept} if kept else {})}
