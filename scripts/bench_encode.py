@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from tokenizer_cli.cli.app import app
 from tokenizer_cli.data import FASHION_MNIST_ROOT, load_fashion_mnist
 from tokenizer_cli.files import save_png
-from tokenizer_cli.hub import load_pipeline
 from tokenizer_cli.images import to_float
+from tokenizer_cli.pipeline import load_pipeline
 
 
 def timed_cli(args: list[str]) -> float:

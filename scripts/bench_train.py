@@ -59,7 +59,8 @@ def measure(args) -> dict:
 
             import dataclasses
 
-            k = "num_codes" if "num_codes" in {f.name for f in dataclasses.fields(QuantizerConfig)} else "codebook_size"
+            old = "codebook_size" in {f.name for f in dataclasses.fields(QuantizerConfig)}  # format 1's name of K
+            k = "codebook_size" if old else "num_codes"
             q = QuantizerConfig(kind=args.quantizer, dim=16, mask_bits=args.mask_bits, **{k: args.codebook_size})
             model = Tokenizer(TokenizerConfig(image_size=28, channels=1, tokens=args.tokens,
                                               base_channels=args.base_channels, quantizer=q))

@@ -35,7 +35,7 @@ def test_encode_then_decode_round_trip(runner, model_dir, image_dir, tmp_path):
 
 def test_encode_is_deterministic_and_matches_the_model(runner, model_dir, image_dir, tmp_path):
     from tokenizer_cli.data import load_image
-    from tokenizer_cli.hub import load_pipeline
+    from tokenizer_cli.pipeline import load_pipeline
     import torch
 
     run(runner, "encode", image_dir / "a.png", tmp_path / "t.npy", "--model", model_dir, "--device", "cpu")
@@ -205,7 +205,7 @@ def test_killed_encode_leaves_no_output(model_dir, tmp_path):
 
 def test_sampled_masks_make_decoding_exact_and_draws_follow_the_seed(runner, model_dir, image_dir, tmp_path):
     from tokenizer_cli.data import load_image
-    from tokenizer_cli.hub import load_pipeline
+    from tokenizer_cli.pipeline import load_pipeline
     import torch
 
     out = tmp_path / "t.npy"

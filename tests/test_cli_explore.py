@@ -3,7 +3,7 @@ import torch
 from PIL import Image
 
 from tokenizer_cli.cli.app import app
-from tokenizer_cli.hub import load_pipeline
+from tokenizer_cli.pipeline import load_pipeline
 
 
 def test_explore_grid_shows_every_mask(runner, tmp_path):

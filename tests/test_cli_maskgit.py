@@ -18,7 +18,8 @@ from tokenizer_cli.cli.app import app
 from tokenizer_cli.cli.models import _row
 from tokenizer_cli.config import config_hash, to_dict
 from tokenizer_cli.data import BadArgument
-from tokenizer_cli.hub import BadCheckpoint, load_pipeline, read_config, save_pipeline
+from tokenizer_cli.hub import BadCheckpoint, read_config, save_pipeline
+from tokenizer_cli.pipeline import load_pipeline
 from tokenizer_cli.train import TrainConfig, train_prior
 
 
@@ -164,7 +165,7 @@ def test_folders_without_a_maskgit_prior_keep_their_config_and_hash(model_with_p
     before = json.loads((model_with_prior / "config.json").read_text())
     cfg = read_config(model_with_prior)
     assert cfg.maskgit_prior is None and cfg.prior_kinds == ["ar"]
-    assert cfg.hash == config_hash({"tokenizer": to_dict(cfg.tokenizer), "prior": to_dict(cfg.prior)})
+    assert cfg.hash == config_hash({"tokenizer": cfg.tokenizer.hash_dict(), "prior": to_dict(cfg.prior)})
     Pipeline.from_pretrained(model_with_prior).save_pretrained(model_with_prior)
     assert json.loads((model_with_prior / "config.json").read_text()).keys() == before.keys()
 

@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from tokenizer_cli.cli.app import app
-from tokenizer_cli.hub import load_pipeline
+from tokenizer_cli.pipeline import load_pipeline
 
 
 def run(runner, *args):

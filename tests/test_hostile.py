@@ -159,7 +159,7 @@ def test_tiny_temperature_and_top_p_sample_images(runner, model_with_both_priors
 @pytest.fixture
 def ten_rows(runner, model_dir, tmp_path):
     """A token file of 10 rows written by the tiny model."""
-    from tokenizer_cli.hub import load_pipeline
+    from tokenizer_cli.pipeline import load_pipeline
     from tokenizer_cli.tokenfile import make_manifest, save_tokens
 
     pipe = load_pipeline(str(model_dir))

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tokenizer_cli import hub
-from tokenizer_cli.hub import BadCheckpoint, ModelNotFound, load_pipeline, resolve_model, save_pipeline
+from tokenizer_cli.hub import BadCheckpoint, ModelNotFound, resolve_model, save_pipeline
+from tokenizer_cli.pipeline import load_pipeline
 
 from conftest import tiny_tokenizer
 
@@ -96,12 +97,12 @@ def test_bad_checkpoints(model_dir):
 
 
 def test_save_keeps_records_and_writes_no_temp_files(model_dir):
-    from tokenizer_cli.config import ReconstructionMetrics
+    from tokenizer_cli.config import FORMAT_VERSION, ReconstructionMetrics
 
     save_pipeline(model_dir, tiny_tokenizer(), metrics=ReconstructionMetrics(mse=0.1, images=4))
     save_pipeline(model_dir, tiny_tokenizer())  # records not given stay
     cfg = json.loads((model_dir / "config.json").read_text())
-    assert cfg["metrics"]["mse"] == 0.1 and cfg["metrics"]["images"] == 4 and cfg["mvq_format"] == 2
+    assert cfg["metrics"]["mse"] == 0.1 and cfg["metrics"]["images"] == 4 and cfg["mvq_format"] == FORMAT_VERSION
     assert "4" in (model_dir / "README.md").read_text()  # the card is written from the records
     assert sorted(p.name for p in model_dir.iterdir()) == ["README.md", "config.json", "tokenizer.safetensors"]
 

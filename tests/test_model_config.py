@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +15,8 @@ from PIL import Image
 from conftest import tiny_prior, tiny_tokenizer
 from tokenizer_cli import Pipeline
 from tokenizer_cli.classifier import Classifier, ClassifierConfig, save_classifier
-from tokenizer_cli.config import (ConfigError, EvalResult, ModelConfig, ReconstructionMetrics, TrainingRecord,
-                                  to_dict)
+from tokenizer_cli.config import (FORMAT_VERSION, QUANTIZER_CONFIGS, ConfigError, EvalResult, FSQConfig, ModelConfig,
+                                  MVQConfig, QuantizerConfig, ReconstructionMetrics, TrainingRecord, VQConfig, to_dict)
 from tokenizer_cli.data import InputError
 from tokenizer_cli.hub import BadCheckpoint, read_config, save_pipeline, update_records
 
@@ -25,7 +28,7 @@ def test_model_config_round_trips_every_record(model_with_prior):
     cfg.eval = EvalResult(recon_fd=1.5, generation_fd=None, images=4)
     again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg and again.prior.vocab_size == again.tokenizer.quantizer.vocab_size
-    assert again.to_dict()["mvq_format"] == 2 and "prior_training" not in again.to_dict()
+    assert again.to_dict()["mvq_format"] == FORMAT_VERSION and "prior_training" not in again.to_dict()
 
 
 @pytest.mark.parametrize("section, value, message", [
@@ -179,3 +182,71 @@ def test_a_prior_is_not_trained_into_a_folder_a_newer_mvq_wrote(model_dir):
     res = CliRunner().invoke(app, ["train", "prior", str(model_dir), "--steps", "2", "--device", "cpu"])
     assert res.exit_code == 1 and "written by a newer mvq" in res.stderr
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+
+
+# ---------------------------------------------------------------- each quantizer kind its own record
+
+KIND_FIELDS = {
+    "vq": {"dim", "num_codes", "beta", "dead_threshold", "decay"},
+    "fsq": {"levels"},
+    "mvq": {"dim", "num_codes", "beta", "dead_threshold", "mask_bits", "num_masks", "mask_hidden", "subset_ratio",
+            "hypothesis_form", "mask_scope", "mask_gradient"},
+    "mvq-joint": {"dim", "num_codes", "beta", "dead_threshold", "mask_bits", "num_masks", "mask_hidden",
+                  "subset_ratio", "hypothesis_form", "winner"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_FIELDS))
+def test_config_json_holds_only_the_fields_of_its_quantizer_kind(tmp_path, kind):
+    tok = tiny_tokenizer(kind)  # built from every kind's fields: the other kinds' are ignored
+    folder = save_pipeline(tmp_path / kind, tok)
+    raw = json.loads((folder / "config.json").read_text())
+    assert raw["mvq_format"] == FORMAT_VERSION and set(raw["tokenizer"]["quantizer"]) == {"kind"} | KIND_FIELDS[kind]
+    q = read_config(folder).tokenizer.quantizer
+    assert type(q) is QUANTIZER_CONFIGS[kind] and q == tok.cfg.quantizer and q.kind == kind
+    assert {f.name for f in dataclasses.fields(q)} - {"format2_fields"} == KIND_FIELDS[kind]
+
+
+def test_quantizer_config_builds_the_record_of_its_kind():
+    q = QuantizerConfig(kind="fsq", levels=[4, 4], num_codes=9, decay=0.5)
+    assert isinstance(q, FSQConfig) and isinstance(q, QuantizerConfig) and not hasattr(q, "num_codes")
+    assert (q.dim, q.vocab_size, q.describe(), q.has_masks) == (2, 16, "FSQ 4x4", False)
+    assert QuantizerConfig() == MVQConfig() and QuantizerConfig().has_masks
+    assert QuantizerConfig(kind="mvq-joint", mask_bits=2).vocab_size == 16 * 3
+    with pytest.raises(TypeError, match="codebook"):
+        QuantizerConfig(kind="vq", codebook=3)
+    with pytest.raises(ConfigError, match="quantizer kind"):
+        QuantizerConfig(kind="pq")
+    with pytest.warns(UserWarning, match="ignoring unknown keys levels"):  # format 3: another kind's field is unknown
+        assert QuantizerConfig.from_dict({"kind": "vq", "levels": [3, 3]}) == VQConfig()
+
+
+# Written by mvq 0.2.0 (config.json format 2, before per-kind records): a tiny VQ whose flat quantizer record holds
+# other kinds' fields away from their defaults (levels, mask_bits, subset_ratio), and the tokens.npy and tokens.json
+# `mvq encode` wrote with it (the manifest records the tokenizer's digest and config hash of then).
+FORMAT2_VQ = Path(__file__).resolve().parent / "data" / "format2-vq"
+
+
+def test_a_format2_folder_and_its_token_files_keep_working_once_it_is_rewritten(tmp_path, runner):
+    from tokenizer_cli.cli.app import app
+
+    shutil.copytree(FORMAT2_VQ, tmp_path / "f")
+    folder, tokens = tmp_path / "f" / "model", tmp_path / "f" / "tokens.npy"
+    manifest = json.loads((tmp_path / "f" / "tokens.json").read_text())
+    assert json.loads((folder / "config.json").read_text())["mvq_format"] == 2
+    for step in ("as written", "rewritten"):
+        pipe = Pipeline.from_pretrained(folder, device="cpu")
+        assert (pipe.tokenizer_id, pipe.config_hash) == (manifest["tokenizer_id"], manifest["config_hash"]), step
+        res = runner.invoke(app, ["decode", str(tokens), str(tmp_path / step), "--model", str(folder), "--device", "cpu"])
+        assert res.exit_code == 0, res.output
+        assert sorted(p.name for p in (tmp_path / step).iterdir()) == ["a.png", "b.png"]
+        update_records(folder, eval=EvalResult(images=2))  # as `mvq eval` does: config.json written anew
+    raw = json.loads((folder / "config.json").read_text())
+    assert raw["mvq_format"] == FORMAT_VERSION
+    assert raw["tokenizer"]["quantizer"] == {"kind": "vq", "dim": 4, "num_codes": 4, "beta": 0.25, "dead_threshold": 0.03,
+                                             "decay": 0.99, "format2_fields": {"levels": [3, 3, 2, 2], "mask_bits": 2,
+                                                                               "subset_ratio": 0.5}}
+    other = tmp_path / "other"  # the check is live: another tokenizer's id is refused
+    (tmp_path / "f" / "tokens.json").write_text(json.dumps({**manifest, "tokenizer_id": "0" * 16}))
+    res = runner.invoke(app, ["decode", str(tokens), str(other), "--model", str(folder), "--device", "cpu"])
+    assert res.exit_code == 1 and "tokenizer" in res.stderr

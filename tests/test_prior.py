@@ -250,7 +250,8 @@ def test_weights_with_the_old_mlp_names_load_and_upgrade(tmp_path):
     from safetensors.torch import load_file, save_file
 
     from conftest import tiny_prior, tiny_tokenizer
-    from tokenizer_cli.hub import load_pipeline, save_pipeline
+    from tokenizer_cli.hub import save_pipeline
+    from tokenizer_cli.pipeline import load_pipeline
 
     tok = tiny_tokenizer("vq")
     prior = tiny_prior(tok.vocab_size, 2)

@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from tokenizer_cli.classifier import load_feature_net
-from tokenizer_cli.hub import load_pipeline
+from tokenizer_cli.pipeline import load_pipeline
 
 pytestmark = pytest.mark.slow  # subprocesses and trainings: outside the fast suite
 

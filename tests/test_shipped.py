@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tokenizer_cli.data import iter_sources, load_source
-from tokenizer_cli.hub import DEFAULT_MODEL, load_pipeline, read_config, shipped_models, shipped_root
+from tokenizer_cli.hub import DEFAULT_MODEL, read_config, shipped_models, shipped_root
+from tokenizer_cli.pipeline import load_pipeline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SHAPES = {"fashion": (28, 1, 10_000), "clipart": (64, 3, 696)}  # examples folder: image size, channels, test images
@@ -55,3 +56,28 @@ def test_each_image_shape_gets_the_feature_net_trained_on_it():
     assert info["test_accuracy"] > 0.6 and len(info["classes"]) == info["config"]["num_classes"] == 22
     logits = net(example_batch("clipart"))
     assert logits.shape == (12, 22)
+
+
+# (tokenizer_id, config_hash) of every shipped model as mvq 0.2.0 computed them from config.json format 2 (one
+# flat quantizer record for every kind), before each kind had its own record: token files record them, so
+# `mvq decode` must keep finding the same values or it refuses the user's token files.
+IDENTITIES = {
+    "fsq-fmnist-t2": ("a18868cf48ca7cdf", "c1886a7226b616e8"), "fsq-fmnist-t5": ("c0f53e2db33708cd", "dcc63035ffbfc303"),
+    "mvq-fmnist-t2": ("b1ab2effaeef209f", "e041767a1a97e16f"), "mvq-fmnist-t5": ("53a23a9f65ae75d8", "62353a1bf608bf8e"),
+    "mvq-fmnist-t8": ("a2f0e8cac51a3f29", "b0f0a675af36405b"),
+    "mvq-joint-clipart-t2": ("0827a013e756d857", "19199051d96a09ba"),
+    "mvq-joint-clipart-t5": ("63a96ac49cec4dfd", "c15a637c569d9b68"),
+    "mvq-joint-fmnist-t2": ("67beff504c0bc23d", "adc6c47269b81e8c"),
+    "mvq-joint-fmnist-t5": ("e8ac47e56f62e384", "aed09e506a7dc24b"),
+    "vq-fmnist-grid49": ("4cac9485272a50a6", "22db52e35378fbcf"),
+    "vq-fmnist-k16-t2": ("5a1b2edf8b8c6996", "12e64433a7833278"),
+    "vq-fmnist-k16-t5": ("2419a04abd968630", "91ab6a79da0f248b"),
+    "vq-fmnist-t16": ("a81329bf3137a827", "7778546df56265c1"),
+}
+
+
+def test_shipped_models_keep_the_identities_their_token_files_record():
+    assert sorted(IDENTITIES) == sorted(shipped_models())
+    for name, identity in IDENTITIES.items():
+        pipe = load_pipeline(name, load_prior=False)
+        assert (pipe.tokenizer_id, pipe.config_hash) == identity, name

@@ -8,8 +8,8 @@ from PIL import Image
 from tokenizer_cli.checkpoint import latest_checkpoint
 from tokenizer_cli.cli.app import app
 from tokenizer_cli.config import QuantizerConfig, TokenizerConfig
-from tokenizer_cli.hub import load_pipeline
 from tokenizer_cli.models import Tokenizer
+from tokenizer_cli.pipeline import load_pipeline
 from tokenizer_cli.train import TrainConfig, train_tokenizer
 
 

@@ -4,7 +4,7 @@ The Python API is `Pipeline` (see tokenizer_cli/pipeline.py); the `mvq` command 
 Importing the package does not import torch: that happens when a model is loaded.
 """
 
-__version__ = "0.2.0"
+from .version import __version__ as __version__  # re-exported
 
 __all__ = ["Pipeline", "PictureWarning", "Tokens"]
 

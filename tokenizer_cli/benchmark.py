@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .config import MASKGIT_STEPS
+
 if TYPE_CHECKING:
     from .config import ModelConfig
 
@@ -71,8 +73,6 @@ def measure(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64
 def measure_maskgit(name: str, pipe, repeats: int, batch_sizes: tuple[int, ...] = (1, 64),
                     steps: int | None = None) -> dict:
     """Sampling times of the model's MaskGIT prior, decoding in `steps` passes (default min(8, T); capped at T)."""
-    from .config import MASKGIT_STEPS
-
     prior = pipe.maskgit_prior
     steps = min(steps or MASKGIT_STEPS, prior.cfg.tokens)
     row = {**_describe(name, pipe, prior), "sampler": "maskgit", "steps": steps}

@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .files import fsync_path
+from .hub import BadCheckpoint
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -96,8 +97,6 @@ def load_checkpoint(folder: Path, models: dict[str, torch.nn.Module], opt: torch
     Every failure is one BadCheckpoint line naming the checkpoint: a file missing, unreadable or corrupt,
     or weights of another architecture than the model being resumed.
     """
-    from .hub import BadCheckpoint
-
     hint = "delete it to start again, or train without --resume"
     try:
         for name, model in models.items():

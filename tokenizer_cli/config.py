@@ -14,10 +14,11 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-FORMAT_VERSION = 2  # of config.json; 1: "mvq" meant joint tokens and K was "codebook_size"
-QUANTIZER_KINDS = ("vq", "fsq", "mvq", "mvq-joint")
+FORMAT_VERSION = 3  # of config.json; 2: one flat quantizer record held every kind's fields; 1: "mvq" meant
+# joint tokens and K was "codebook_size"
+DEFAULT_KIND = "mvq"  # of a quantizer (the kinds: QUANTIZER_KINDS, below their records)
 MASKED_KINDS = ("mvq", "mvq-joint")  # the two readings of Masked VQ
 LAYOUTS = ("1d", "grid")
 BACKBONES = ("conv", "vit")
@@ -51,78 +52,234 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
+class _ByKind(type):
+    """`QuantizerConfig(kind=..., **fields)` builds that kind's record (VQConfig, FSQConfig, MVQConfig,
+    JointMVQConfig) from the fields it has; other kinds' fields are ignored, as they were when one flat record
+    held them all. The kinds' classes are called directly as any dataclass."""
+
+    def __call__(cls, *args, **kwargs):
+        if cls is QuantizerConfig:
+            if args:
+                raise TypeError("QuantizerConfig takes keyword arguments (kind=..., and the kind's fields)")
+            kind = _check_choice("quantizer kind", kwargs.pop("kind", DEFAULT_KIND), QUANTIZER_KINDS)
+            cls = QUANTIZER_CONFIGS[kind]
+            unknown = sorted(set(kwargs) - set(FORMAT2_DEFAULTS) - {"format2_fields"})
+            if unknown:
+                raise TypeError(f"QuantizerConfig got unexpected keyword arguments {', '.join(unknown)}")
+            own = {f.name for f in dataclasses.fields(cls)}
+            kwargs = {k: v for k, v in kwargs.items() if k in own}
+        return super().__call__(*args, **kwargs)
+
+
 @dataclass
-class QuantizerConfig:
-    kind: str = "mvq"  # vq | fsq | mvq (masks sampled, token = code id) | mvq-joint (token = code id x mask)
-    dim: int = 16  # D: size of one latent token (fsq: forced to len(levels))
-    num_codes: int = 16  # K: code vectors (vq, mvq, mvq-joint); fsq ignores it
-    levels: list[int] = field(default_factory=lambda: [8, 6, 5])  # fsq only: levels per dim
-    mask_bits: int = 4  # mvq*: g, length of a binary mask configuration
-    num_masks: int = 0  # mvq*: M masks kept (0 = all 2^g - 1)
-    mask_hidden: int = 64  # mvq*: width of the small pre/var/out MLPs
-    subset_ratio: float | None = None  # mvq*: share of masks a latent may use per training step (None: kind default)
-    winner: str = "all"  # mvq-joint training: nearest of all (k, m) in the subset | "code": nearest c_k first
-    hypothesis_form: str = "residual"  # mvq*: h = c_k + out(...) | "mhd": h = out(mu + var(m * sigma))
-    mask_scope: str = "token"  # mvq: a mask per token | "image": one mask per image for all its tokens
-    mask_gradient: str = "winner"  # mvq: decoder gradient reaches the winning hypothesis | "straight-through"
-    beta: float = 0.25  # vq/mvq*: commitment loss weight (VQ-VAE)
-    decay: float = 0.99  # vq: EMA decay of the codebook
-    dead_threshold: float = 0.03  # vq/mvq*: restart a code whose EMA usage falls below this share of a fair share
+class QuantizerConfig(metaclass=_ByKind):
+    """A quantizer's config (config.json "tokenizer"."quantizer"): "kind" and the fields of that kind alone.
+
+    Call it as `QuantizerConfig(kind="fsq", levels=[8, 6, 5])` (see _ByKind) or as a kind's class."""
+
+    kind: ClassVar[str]
+    # Fields of other kinds with values away from their format-2 defaults, as a format-2 config.json (one flat
+    # record for every kind) held them: never used, kept only so that the tokenizer's digest and config hash,
+    # which token files record, stay what they were (see format2_dict).
+    format2_fields: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        _check_choice("quantizer kind", self.kind, QUANTIZER_KINDS)
-        if self.kind == "fsq":
-            if not isinstance(self.levels, (list, tuple)) or not 1 <= len(self.levels) <= 16:
-                raise ConfigError(f"fsq levels must be a list of 1 to 16 integers, got {self.levels!r}")
-            self.levels = [_check_int("fsq level", x, 2, 256) for x in self.levels]
-            if math.prod(self.levels) > 2**20:
-                raise ConfigError(f"fsq levels {self.levels} give a vocabulary over 2^20")
-            self.dim = len(self.levels)
-        _check_int("dim", self.dim, 1, 1024)
-        _check_int("num_codes", self.num_codes, 1, 65536)
-        _check_int("mask_bits", self.mask_bits, 1, 10)
-        _check_int("num_masks", self.num_masks, 0, 2**self.mask_bits - 1)
-        _check_int("mask_hidden", self.mask_hidden, 1, 4096)
-        _check_choice("winner", self.winner, MVQ_WINNERS)
-        _check_choice("hypothesis_form", self.hypothesis_form, HYPOTHESIS_FORMS)
-        _check_choice("mask_scope", self.mask_scope, MASK_SCOPES)
-        _check_choice("mask_gradient", self.mask_gradient, MASK_GRADIENTS)
-        _check_float("beta", self.beta, 0.0, 100.0)
-        _check_float("decay", self.decay, 0.0, 1.0)
-        _check_float("dead_threshold", self.dead_threshold, 0.0, 1.0)
-        if self.kind in MASKED_KINDS:
-            if self.num_masks == 0:
-                self.num_masks = 2**self.mask_bits - 1
-            if self.subset_ratio is None:
-                self.subset_ratio = DEFAULT_SUBSET_RATIO[self.kind]
-            self.subset_ratio = _check_float("subset_ratio", self.subset_ratio, 0.0, 1.0, lo_open=True)
-            if self.num_codes * self.num_masks > 2**20:
-                raise ConfigError(f"num_codes x num_masks = {self.num_codes * self.num_masks} hypotheses is over 2^20")
+        if not isinstance(self.format2_fields, dict):
+            raise ConfigError(f"quantizer format2_fields must be a JSON object, got {self.format2_fields!r}")
 
     @property
     def vocab_size(self) -> int:
         """Token vocabulary: the number of distinct ids one token can take (and the prior's vocabulary)."""
-        if self.kind == "fsq":
-            return math.prod(self.levels)
-        if self.kind == "mvq-joint":
-            return self.num_codes * self.num_masks
-        return self.num_codes
+        raise NotImplementedError
 
     @property
     def has_masks(self) -> bool:
         """True where every token carries a mask beside it (MVQ with sampled masks)."""
-        return self.kind == "mvq"
+        return False
 
     def describe(self) -> str:
         """One line for tables and model cards, naming the reading of MVQ."""
-        if self.kind == "fsq":
-            return f"FSQ {'x'.join(map(str, self.levels))}"
-        if self.kind == "vq":
-            return f"VQ K={self.num_codes}"
-        masks = f"g={self.mask_bits}" if self.num_masks == 2**self.mask_bits - 1 else f"M={self.num_masks}"
-        if self.kind == "mvq-joint":
-            return f"MVQ joint tokens K={self.num_codes}, {masks} (vocabulary {self.vocab_size})"
-        return f"MVQ sampled masks K={self.num_codes}, {masks}"
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        kept = d.pop("format2_fields")
+        return {"kind": self.kind, **d, **({"format2_fields": kept} if kept else {})}
+
+    def format2_dict(self) -> dict:
+        """This record as format 2 wrote it (every kind's fields in one flat record): what the tokenizer's digest
+        and the config hash are computed from, so that models made before per-kind records keep theirs."""
+        own = self.to_dict()
+        own.pop("format2_fields", None)
+        return {**FORMAT2_DEFAULTS, **self.format2_fields, "dim": self.dim, **own}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "quantizer") -> QuantizerConfig:
+        """A kind's record from its config.json object (unknown keys ignored with a warning)."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where} must be a JSON object, got {type(d).__name__}")
+        kind = _check_choice("quantizer kind", d.get("kind", DEFAULT_KIND), QUANTIZER_KINDS)
+        return _from_dict(QUANTIZER_CONFIGS[kind], {k: v for k, v in d.items() if k != "kind"}, where)
+
+
+@dataclass
+class _CodebookConfig(QuantizerConfig):
+    """What the quantizers with a learned codebook of K vectors share (VQ and both readings of MVQ)."""
+
+    dim: int = 16  # D: size of one latent token
+    num_codes: int = 16  # K: code vectors
+    beta: float = 0.25  # commitment loss weight (VQ-VAE)
+    dead_threshold: float = 0.03  # restart a code whose EMA usage falls below this share of a fair share
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int("dim", self.dim, 1, 1024)
+        _check_int("num_codes", self.num_codes, 1, 65536)
+        _check_float("beta", self.beta, 0.0, 100.0)
+        _check_float("dead_threshold", self.dead_threshold, 0.0, 1.0)
+
+
+@dataclass
+class VQConfig(_CodebookConfig):
+    """VQ-VAE (quantizers/vq.py): the nearest of K code vectors, the codebook updated by EMA."""
+
+    kind: ClassVar[str] = "vq"
+    decay: float = 0.99  # EMA decay of the codebook
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_float("decay", self.decay, 0.0, 1.0)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_codes
+
+    def describe(self) -> str:
+        return f"VQ K={self.num_codes}"
+
+
+@dataclass
+class FSQConfig(QuantizerConfig):
+    """Finite scalar quantization (quantizers/fsq.py): each of len(levels) dims rounded to its levels."""
+
+    kind: ClassVar[str] = "fsq"
+    levels: list[int] = field(default_factory=lambda: [8, 6, 5])  # levels per dim
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.levels, (list, tuple)) or not 1 <= len(self.levels) <= 16:
+            raise ConfigError(f"fsq levels must be a list of 1 to 16 integers, got {self.levels!r}")
+        self.levels = [_check_int("fsq level", x, 2, 256) for x in self.levels]
+        if math.prod(self.levels) > 2**20:
+            raise ConfigError(f"fsq levels {self.levels} give a vocabulary over 2^20")
+
+    @property
+    def dim(self) -> int:
+        """D: one dim per level."""
+        return len(self.levels)
+
+    @property
+    def vocab_size(self) -> int:
+        return math.prod(self.levels)
+
+    def describe(self) -> str:
+        return f"FSQ {'x'.join(map(str, self.levels))}"
+
+
+@dataclass
+class _MaskedConfig(_CodebookConfig):
+    """What both readings of Masked VQ share: K code vectors, M binary masks of g bits, and the small network
+    making a hypothesis of each (code, mask) pair (quantizers/masks.py)."""
+
+    mask_bits: int = 4  # g, length of a binary mask configuration
+    num_masks: int = 0  # M masks kept (0 = all 2^g - 1)
+    mask_hidden: int = 64  # width of the small pre/var/out MLPs
+    subset_ratio: float | None = None  # share of masks a latent may use per training step (None: kind default)
+    hypothesis_form: str = "residual"  # h = c_k + out(...) | "mhd": h = out(mu + var(m * sigma))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int("mask_bits", self.mask_bits, 1, 10)
+        _check_int("num_masks", self.num_masks, 0, 2**self.mask_bits - 1)
+        _check_int("mask_hidden", self.mask_hidden, 1, 4096)
+        _check_choice("hypothesis_form", self.hypothesis_form, HYPOTHESIS_FORMS)
+        if self.num_masks == 0:
+            self.num_masks = 2**self.mask_bits - 1
+        if self.subset_ratio is None:
+            self.subset_ratio = DEFAULT_SUBSET_RATIO[self.kind]
+        self.subset_ratio = _check_float("subset_ratio", self.subset_ratio, 0.0, 1.0, lo_open=True)
+        if self.num_codes * self.num_masks > 2**20:
+            raise ConfigError(f"num_codes x num_masks = {self.num_codes * self.num_masks} hypotheses is over 2^20")
+
+    def _masks(self) -> str:
+        return f"g={self.mask_bits}" if self.num_masks == 2**self.mask_bits - 1 else f"M={self.num_masks}"
+
+
+@dataclass
+class MVQConfig(_MaskedConfig):
+    """Masked VQ with sampled masks (quantizers/mvq.py): the token is the code id, the mask stored beside it."""
+
+    kind: ClassVar[str] = "mvq"
+    mask_scope: str = "token"  # a mask per token | "image": one mask per image for all its tokens
+    mask_gradient: str = "winner"  # decoder gradient reaches the winning hypothesis | "straight-through"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("mask_scope", self.mask_scope, MASK_SCOPES)
+        _check_choice("mask_gradient", self.mask_gradient, MASK_GRADIENTS)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_codes
+
+    @property
+    def has_masks(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return f"MVQ sampled masks K={self.num_codes}, {self._masks()}"
+
+
+@dataclass
+class JointMVQConfig(_MaskedConfig):
+    """Masked VQ with joint tokens (quantizers/mvq_joint.py): the token is code id x mask."""
+
+    kind: ClassVar[str] = "mvq-joint"
+    winner: str = "all"  # training: nearest of all (k, m) in the subset | "code": nearest c_k first
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("winner", self.winner, MVQ_WINNERS)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_codes * self.num_masks
+
+    def describe(self) -> str:
+        return f"MVQ joint tokens K={self.num_codes}, {self._masks()} (vocabulary {self.vocab_size})"
+
+
+QUANTIZER_CONFIGS: dict[str, type[QuantizerConfig]] = {
+    c.kind: c for c in (VQConfig, FSQConfig, MVQConfig, JointMVQConfig)}
+QUANTIZER_KINDS = tuple(QUANTIZER_CONFIGS)
+# Format 2's one flat quantizer record: every kind's fields at their defaults (FSQ's dim was len(levels)).
+FORMAT2_DEFAULTS = {"dim": 16, "num_codes": 16, "levels": [8, 6, 5], "mask_bits": 4, "num_masks": 0, "mask_hidden": 64,
+                    "subset_ratio": None, "winner": "all", "hypothesis_form": "residual", "mask_scope": "token",
+                    "mask_gradient": "winner", "beta": 0.25, "decay": 0.99, "dead_threshold": 0.03}
+
+
+def quantizer_from_format2(q: dict) -> dict:
+    """A format-2 flat quantizer record (every kind's fields) -> its kind's record: other kinds' fields go,
+    except those whose values the record's format2_dict would not give back (kept in format2_fields)."""
+    kind = q.get("kind", DEFAULT_KIND)
+    if kind not in QUANTIZER_CONFIGS:
+        return q  # QuantizerConfig.from_dict says what is wrong
+    own = {f.name for f in dataclasses.fields(QUANTIZER_CONFIGS[kind])} | {"kind"}
+    record = {k: v for k, v in q.items() if k in own or k not in FORMAT2_DEFAULTS}
+    flat = QuantizerConfig.from_dict({k: v for k, v in q.items() if k in own}).format2_dict()
+    kept = {k: v for k, v in q.items() if k not in own and k in FORMAT2_DEFAULTS
+            and json.dumps(v, sort_keys=True) != json.dumps(flat[k], sort_keys=True)}
+    return {**record, **({"format2_fields": kept} if kept else {})}
 
 
 def grid_downsamples(image_size: int, tokens: int) -> int:
@@ -157,7 +314,7 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.quantizer, dict):
-            self.quantizer = _from_dict(QuantizerConfig, self.quantizer, "quantizer")
+            self.quantizer = QuantizerConfig.from_dict(self.quantizer)
         _check_choice("layout", self.layout, LAYOUTS)
         _check_int("image_size", self.image_size, 8, 512)
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
@@ -183,11 +340,17 @@ class TokenizerConfig:
             grid_downsamples(self.image_size, self.tokens)  # settings no network can have fail here, in one line
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = {**dataclasses.asdict(self), "quantizer": self.quantizer.to_dict()}
         if self.backbone == "conv":
             for key in self._LATER_FIELDS:
                 d.pop(key)
         return d
+
+    def hash_dict(self) -> dict:
+        """What the tokenizer's digest and the config hash are computed from: to_dict with the quantizer's record
+        as format 2 wrote it (QuantizerConfig.format2_dict), so the hashes of older models, and the token files
+        recording them, stay valid."""
+        return {**self.to_dict(), "quantizer": self.quantizer.format2_dict()}
 
 
 @dataclass
@@ -424,7 +587,7 @@ class ModelConfig:
     @property
     def hash(self) -> str:
         """Short stable hash of the networks' configs (tokenizer and priors), stored in token manifests."""
-        d = {"tokenizer": to_dict(self.tokenizer), "prior": to_dict(self.prior) if self.prior is not None else None}
+        d = {"tokenizer": self.tokenizer.hash_dict(), "prior": to_dict(self.prior) if self.prior is not None else None}
         if self.maskgit_prior is not None:  # a folder without one keeps the hash it had
             d["maskgit_prior"] = to_dict(self.maskgit_prior)
         return config_hash(d)
@@ -457,6 +620,8 @@ def migrate_tokenizer_dict(d: dict, format_version: int) -> dict:
             q["num_codes"] = q.pop("codebook_size")
         if q.get("kind") == "mvq":  # format 1 had only joint tokens
             q["kind"] = "mvq-joint"
+    if format_version < 3:
+        q = quantizer_from_format2(q)
     d["quantizer"] = q
     return d
 

@@ -14,13 +14,17 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from .config import EvalResult, ReconstructionMetrics
+from .classifier import feature_net_for, load_feature_net
+from .config import ConfigError, EvalResult, ReconstructionMetrics
+from .data import InputError
 from .datasets import FASHION, describe, held_out_folder, load_images, train_split_beside
+from .fd import ReconstructionQuality, extract_features, features_fd, generated_images
+from .hub import is_shipped, weights_digest
 from .images import DEFAULT_FIT, PictureTally, to_float
 from .progress import Progress, no_progress
 from .quantizers.base import usage_stats
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # evaluation works on a loaded pipeline; pipeline.py calls down into this module
     from .pipeline import Pipeline
 
 # FD of two disjoint random samples of n Fashion-MNIST test images each, in the shipped classifier's features
@@ -83,8 +87,6 @@ def floor_fd(net, data: str, test_features: np.ndarray, size: int, channels: int
     """FD of real images vs real images of the data measured, as many: the first n of its train split (fitted by
     `fit`, as the test images were) vs the n test images (None where the data has no train split). No model's FD
     on these images can be expected below."""
-    from .fd import extract_features, features_fd
-
     train_source = train_split_beside(data)
     if train_source is None:
         return None
@@ -114,11 +116,6 @@ def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = N
     test split or an image folder, its first `limit` images if given, fitted by `fit` and counted in `tally`),
     and the generation FD of as many samples of the prior (seeded by `seed`; None without a prior), in the
     features of `feature_net` ('auto': the shipped one made for the model's image shape)."""
-    from .classifier import feature_net_for, load_feature_net
-    from .data import InputError
-    from .fd import ReconstructionQuality, extract_features, features_fd, generated_images
-    from .hub import weights_digest
-
     t0 = time.perf_counter()
     tok, dev = pipe.tokenizer, pipe.device
     if feature_net == "auto":
@@ -153,14 +150,11 @@ def why_not_recorded(model: str, pipe: Pipeline, limit: int | None) -> str | Non
     """Why an evaluation must not go into the model folder, or None when it may: only a local folder the user
     named, never the installed package data or a Hub cache snapshot, nor a folder a newer mvq wrote, and only
     measurements of the whole data."""
-    from .config import ConfigError
-    from .hub import shipped_root
-
     keep = "use --json to keep these results"
     folder = pipe.folder
     if folder is None:
         return "the model was not loaded from a folder"
-    if folder.resolve().is_relative_to(shipped_root().resolve()):
+    if is_shipped(folder):
         return (f"{model} is a shipped model (package data in {folder}), so the results are not written into it "
                 f"({keep}, or copy the folder and evaluate the copy)")
     if not Path(model).expanduser().is_dir():

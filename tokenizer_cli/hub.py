@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Callable
 
 from safetensors import SafetensorError
 
-from .config import PRIOR_KINDS, ConfigError, ModelConfig, to_dict
+from .cards import model_card
+from .config import PRIOR_KINDS, ConfigError, ModelConfig, TokenizerConfig
 from .data import InputError
 from .files import atomic_write, current_umask, read_small_json
 
@@ -31,7 +33,6 @@ if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --hel
     import torch
 
     from .models import Tokenizer
-    from .pipeline import Pipeline
 
 DEFAULT_MODEL = "mvq-fmnist-t2"
 CONFIG_MAX_BYTES = 1 << 20  # config.json: about 12 kB with a training history; a larger one is not ours
@@ -48,8 +49,6 @@ class BadCheckpoint(Exception):
 
 def weights_digest(folder: Path) -> str:
     """Short hash of a model folder's weight files, so a stale "eval" (weights retrained since) can be told apart."""
-    import hashlib
-
     h = hashlib.sha256()
     for name in ("tokenizer.safetensors", "prior.safetensors"):
         if (folder / name).is_file():
@@ -63,10 +62,8 @@ def tokenizer_digest(tokenizer: Tokenizer) -> str:
     return _digest(tokenizer.cfg, tokenizer.state_dict())
 
 
-def _digest(cfg, state: dict[str, torch.Tensor]) -> str:
-    import hashlib
-
-    h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
+def _digest(cfg: TokenizerConfig, state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256(json.dumps(cfg.hash_dict(), sort_keys=True).encode())
     for key, value in sorted(state.items()):
         h.update(key.encode())
         h.update(value.detach().float().cpu().numpy().tobytes())  # as loaded (float32)
@@ -87,6 +84,11 @@ def _holds_tokenizer(folder: Path, cfg: ModelConfig, tokenizer: Tokenizer) -> bo
 def shipped_root() -> Path:
     """weights/ of the repository (editable install) or the package data (wheel)."""
     return Path(str(resources.files("tokenizer_cli.weights")))
+
+
+def is_shipped(folder: Path) -> bool:
+    """Whether a folder is (inside) the shipped models: package data, never written into."""
+    return folder.resolve().is_relative_to(shipped_root().resolve())
 
 
 def shipped_models() -> list[str]:
@@ -220,8 +222,6 @@ def read_config(folder: Path) -> ModelConfig:
 def write_config(folder: Path, cfg: ModelConfig, card: bool = True, name: str | None = None) -> None:
     """Replace config.json atomically (and README.md, the card written from it and titled `name` or the
     folder's name, unless card=False). A config written by a newer mvq is refused (ConfigError), not rewritten."""
-    from .cards import model_card
-
     cfg.check()
     text = json.dumps(cfg.to_dict(), indent=2) + "\n"
     atomic_write(folder / "config.json", lambda p: Path(p).write_text(text))
@@ -258,14 +258,6 @@ def load_weights(module: torch.nn.Module, file: Path, config_name: str = "config
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise BadCheckpoint(f"{file}: weights do not match {config_name} ({str(err).splitlines()[0]})")
-
-
-def load_pipeline(name: str, device: torch.device | str = "cpu", need_prior: bool = False,
-                  load_prior: bool = True) -> Pipeline:
-    """`Pipeline.from_pretrained` under the name the commands use."""
-    from .pipeline import Pipeline
-
-    return Pipeline.from_pretrained(name, device=device, need_prior=need_prior, load_prior=load_prior)
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -12,7 +12,10 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .images import DEFAULT_FIT, PictureInfo, PictureTally, to_uint8
+from .config import MaskGITConfig
+from .data import BadArgument, InputError, SourceDataset, collate_sources
+from .images import DEFAULT_FIT, PictureInfo, PictureTally, to_float, to_uint8
+from .tokenfile import smallest_dtype
 
 
 def mask_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
@@ -53,9 +56,6 @@ def sampler_options(prior, steps: int | None = None, choice_temperature: float |
     """Of the sampling options given, those of this prior's sampler, for `sample_tokens`: the MaskGIT prior's
     (steps, from 1 to T; choice_temperature; guidance_scale) or the AR prior's (graph). Another sampler's option,
     or steps out of range, is one line (BadArgument)."""
-    from .config import MaskGITConfig
-    from .data import BadArgument
-
     if not isinstance(prior.cfg, MaskGITConfig):
         given = [name for name, value in (("steps", steps), ("choice_temperature", choice_temperature),
                                           ("guidance_scale", guidance_scale)) if value]
@@ -100,8 +100,6 @@ def sample_tokens(prior, tokenizer, n: int, seed: int | None = 0, label: int | N
 def encode_images(tokenizer, images: np.ndarray, batch_size: int = 500, device: torch.device | str = "cpu",
                   on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Token ids (N, T) int64 of uint8 images (N, H, W[, C]), and their masks (N, T) where the model has masks."""
-    from .images import to_float
-
     dev = torch.device(device)
     tokenizer.to(dev).eval()
     ids = np.empty((len(images), tokenizer.tokens_per_image), dtype=np.int64)
@@ -145,9 +143,6 @@ def iter_encoded(tokenizer, sources: list, batch_size: int = 256, workers: int =
     by `fit` (images.fit_square).
 
     An unreadable input raises InputError, or with skip_bad is listed in the batch's `skipped`."""
-    from .data import InputError, SourceDataset, collate_sources
-    from .tokenfile import smallest_dtype
-
     dev = torch.device(device)
     cfg = tokenizer.cfg
     id_type, mask_type = smallest_dtype(tokenizer.vocab_size), smallest_dtype(max(tokenizer.num_masks, 1))
@@ -173,8 +168,6 @@ def iter_encoded(tokenizer, sources: list, batch_size: int = 256, workers: int =
 def gather_encoded(batches: Iterable[EncodedBatch], sources: list, pictures: PictureTally) -> EncodedSources:
     """The rows of consecutive batches covering all `sources`, as one result, their pictures added to the
     `pictures` tally (kept batches of a resumed run count as well); InputError if none was readable."""
-    from .data import InputError
-
     parts = list(batches)
     ok = np.concatenate([b.ok for b in parts]) if parts else np.zeros(0, dtype=bool)
     if len(ok) != len(sources):

@@ -18,18 +18,28 @@ Every `mvq` command is a thin shell over this class and the library functions it
 
 from __future__ import annotations
 
+import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from PIL import Image
 
-from .images import DEFAULT_FIT
+from .config import PRIOR_KINDS, EvalResult, ModelConfig
+from .data import BadArgument, InputError
+from .files import comparison_sheet, image_names, save_png
+from .fitting import mismatch_notice
+from .hub import (BadCheckpoint, load_weights, push_folder, read_config, resolve_model, save_pipeline,
+                  tokenizer_digest)
+from .images import DEFAULT_FIT, PictureTally, read_picture, to_float, to_uint8
+from .tokenfile import (manifest_model, manifest_path, manifest_sources, read_manifest, read_token_file,
+                        validate_masks, validate_tokens)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the modules that import torch are imported where used: `mvq --help` starts without torch
     import torch
 
-    from .config import EvalResult, ModelConfig
     from .models import MaskGITPrior, Prior, Tokenizer
 
 
@@ -62,8 +72,6 @@ class Pipeline:
 
     def __init__(self, tokenizer: Tokenizer, prior: Prior | None = None, config: ModelConfig | None = None,
                  source: str = "", folder: Path | None = None, maskgit_prior: MaskGITPrior | None = None):
-        from .config import ModelConfig
-
         self.tokenizer = tokenizer.eval()
         self.prior = prior.eval() if prior is not None else None
         self.maskgit_prior = maskgit_prior.eval() if maskgit_prior is not None else None
@@ -80,10 +88,6 @@ class Pipeline:
     def sampler(self, kind: str | None = None) -> Prior | MaskGITPrior:
         """The prior that samples: `kind` ("ar" or "maskgit"), or by default the AR prior where there is one,
         else the MaskGIT prior. One line (BadCheckpoint, BadArgument) when there is none of that kind."""
-        from .config import PRIOR_KINDS
-        from .data import BadArgument
-        from .hub import BadCheckpoint
-
         if kind is not None and kind not in PRIOR_KINDS:
             raise BadArgument("sampler", f"must be one of {', '.join(PRIOR_KINDS)}, got {kind!r}")
         if not self.priors:
@@ -111,8 +115,6 @@ class Pipeline:
         the Hub, loads up to three modules from one folder, and validates the config before building any.
         load_prior=False loads the tokenizer alone (to train a new prior, say); need_prior requires a prior
         (of either kind)."""
-        from .config import PRIOR_KINDS
-        from .hub import BadCheckpoint, load_weights, read_config, resolve_model
         from .models import MaskGITPrior, Prior, Tokenizer
 
         name = str(name_or_path)
@@ -135,9 +137,6 @@ class Pipeline:
     def from_token_file(cls, tokens_file: str | Path, device: str | torch.device = "auto") -> Pipeline:
         """The model that wrote a token file, as its manifest (tokens.json) names it: what `mvq decode` loads
         without --model."""
-        from .data import InputError
-        from .tokenfile import manifest_model, manifest_path, read_manifest
-
         name = manifest_model(read_manifest(tokens_file), tokens_file)
         if name is None:
             raise InputError(f"{tokens_file}: no manifest ({manifest_path(tokens_file)}) names its model")
@@ -157,8 +156,6 @@ class Pipeline:
     def save_pretrained(self, folder: str | Path, card: str | None = None) -> Path:
         """Write config.json (with this model's training and evaluation records), tokenizer.safetensors,
         prior.safetensors and prior-maskgit.safetensors (those it has) and README.md (the model card, or `card`)."""
-        from .hub import save_pipeline
-
         c = self.config
         records = {"training": c.training, "metrics": c.metrics}
         if self.prior is not None or c.prior is None:
@@ -172,10 +169,6 @@ class Pipeline:
 
     def push_to_hub(self, repo_id: str, private: bool = False, revision: str | None = None) -> str:
         """Save to a temporary folder and upload it with huggingface_hub; returns the commit URL."""
-        import tempfile
-
-        from .hub import push_folder
-
         with tempfile.TemporaryDirectory() as tmp:
             return push_folder(self.save_pretrained(Path(tmp) / repo_id.split("/")[-1]), repo_id, private, revision)
 
@@ -187,7 +180,6 @@ class Pipeline:
         on as many samples as test images), as an EvalResult; nothing is written. A folder's pictures are fitted
         by `fit`, with a warning when they do not fit the model."""
         from .evaluate import evaluate_pipeline
-        from .images import PictureTally
 
         tally = PictureTally(self.tokenizer.cfg.image_size, fit)
         result = evaluate_pipeline(self, data, limit, feature_net, batch_size, seed, fit=fit, tally=tally)
@@ -212,8 +204,6 @@ class Pipeline:
         """What token files record to name the tokenizer that wrote them: a hash of its config and weights
         (not of the prior, so a retrained prior leaves the tokens valid)."""
         if not hasattr(self, "_tokenizer_id"):
-            from .hub import tokenizer_digest
-
             self._tokenizer_id = tokenizer_digest(self.tokenizer)
         return self._tokenizer_id
 
@@ -224,11 +214,6 @@ class Pipeline:
         float input (N, C, S, S); other sizes and modes are converted as `mvq encode` converts files (`fit`:
         images.FIT_HELP), with one warning when they do not fit the model (colour into grey, say)."""
         import torch
-        from PIL import Image
-
-        from .data import InputError
-        from .images import PictureTally, read_picture
-
         cfg = self.tokenizer.cfg
         if isinstance(images, torch.Tensor) and images.is_floating_point():
             want = (cfg.channels, cfg.image_size, cfg.image_size)
@@ -258,10 +243,6 @@ class Pipeline:
         return torch.from_numpy(np.stack(arrays)).to(self.device)
 
     def _warn_if_unfit(self, tally) -> None:
-        import warnings
-
-        from .fitting import mismatch_notice
-
         cfg = self.tokenizer.cfg
         notice = mismatch_notice(tally, cfg.channels, self.source or "the model")
         if notice:
@@ -289,7 +270,6 @@ class Pipeline:
         tensor in [-1, 1] (output="tensor"). MVQ with sampled masks uses the masks of `tokens` (or `masks`)
         and draws them, seeded, where there are none."""
         from .inference import decode_tokens
-        from .tokenfile import validate_masks, validate_tokens
 
         if isinstance(tokens, Tokens):
             tokens, masks = tokens.ids, tokens.masks if masks is None else masks
@@ -310,11 +290,6 @@ class Pipeline:
                              pairs_per_row: int | None = None):
         """What `mvq reconstruct` draws, as one PIL image: each picture as the model reads it beside its
         reconstruction, tiles enlarged `scale` times (default: at least files.READABLE_TILE px)."""
-        from PIL import Image
-
-        from .files import comparison_sheet
-        from .images import to_uint8
-
         x = self.images_to_tensor(images, fit)
         recon = self.reconstruct(x, output="numpy")
         return Image.fromarray(comparison_sheet(to_uint8(x), recon, scale, pairs_per_row))
@@ -323,9 +298,7 @@ class Pipeline:
                     batch_size: int = 256) -> list[Path]:
         """What `mvq decode TOKENS FOLDER` writes: one PNG per row of a token file (checked to come from this
         tokenizer unless `force`), named after the row's source (files.image_names); returns their paths."""
-        from .files import image_names, save_png
         from .inference import decode_tokens
-        from .tokenfile import manifest_sources, read_manifest, read_token_file
 
         ids, masks = read_token_file(tokens_file, self, force=force)
         sources = manifest_sources(read_manifest(tokens_file), len(ids))
@@ -374,16 +347,18 @@ class Pipeline:
                 f"vocabulary {self.tokenizer.vocab_size}, priors {', '.join(self.priors) or 'none'})")
 
 
+def load_pipeline(name: str, device: torch.device | str = "cpu", need_prior: bool = False,
+                  load_prior: bool = True) -> Pipeline:
+    """`Pipeline.from_pretrained` under the name the commands use."""
+    return Pipeline.from_pretrained(name, device=device, need_prior=need_prior, load_prior=load_prior)
+
+
 def _images_out(images: np.ndarray, output: str):
     """uint8 (N, H, W[, C]) -> PIL images, the array itself, or a float tensor (N, C, H, W) in [-1, 1]."""
     if output == "numpy":
         return images
     if output == "tensor":
-        from .images import to_float
-
         return to_float(images)
     if output == "pil":
-        from PIL import Image
-
         return [Image.fromarray(a) for a in images]
     raise ValueError(f"output must be 'pil', 'numpy' or 'tensor', got {output!r}")

@@ -21,6 +21,7 @@ import numpy as np
 
 from tokenizer_cli.data import InputError
 from tokenizer_cli.files import publish_together
+from tokenizer_cli.version import __version__
 
 
 def smallest_dtype(vocab_size: int) -> np.dtype:
@@ -47,9 +48,7 @@ def _version() -> str:
     try:
         return importlib.metadata.version("mvq")
     except importlib.metadata.PackageNotFoundError:  # running from a source checkout
-        import tokenizer_cli
-
-        return str(getattr(tokenizer_cli, "__version__", "unknown"))
+        return __version__
 
 
 def make_manifest(

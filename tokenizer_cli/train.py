@@ -26,8 +26,11 @@ from .datasets import FASHION, fashion_labels, load_images
 from .files import check_writable
 from .hub import ATOMIC_TEMP, MODEL_ENTRIES, is_model_folder, read_config
 from .images import DEFAULT_FIT, PictureTally, to_float
+from .inference import encode_images
+from .models import MaskGITPrior
 from .models.prior import sequence_loss
 from .progress import Progress, no_progress
+from .tokenfile import read_token_file
 
 
 @dataclass
@@ -173,8 +176,6 @@ def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: Train
                 masks: np.ndarray | None = None) -> dict:
     """Fit a prior to token rows (N, T) (and their masks (N, T), for a prior with a mask head): an AR Prior by
     next-token cross-entropy, a MaskGITPrior by cross-entropy on the positions it masks."""
-    from .models import MaskGITPrior
-
     torch.manual_seed(cfg.seed)
     data = torch.from_numpy(tokens.astype(np.int64))
     mask_data = torch.from_numpy(masks.astype(np.int64)) if masks is not None else None
@@ -266,9 +267,6 @@ def prior_training_data(pipe, data: str = FASHION, tokens_file: str | Path | Non
     prior to: a token file from `mvq encode` (checked against the tokenizer), or the images of `data` (fitted by
     `fit`, counted in `tally`), encoded.
     Masks come with them for a tokenizer with sampled masks when the prior gets a mask head."""
-    from .inference import encode_images
-    from .tokenfile import read_token_file
-
     tok = pipe.tokenizer
     with_masks = bool(tok.num_masks and mask_head)
     if tokens_file is not None:

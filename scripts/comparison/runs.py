@@ -178,7 +178,7 @@ def tokenizer_mismatches(st: Settings, spec: Spec, seed: int, cfg: ModelConfig, 
     want("tokens", tok.tokens, spec.tokens)
     want("layout", tok.layout, spec.layout)
     q = tok.quantizer  # older formats are read as what they meant
-    default = QuantizerConfig()
+    default = QuantizerConfig(kind=spec.quantizer)  # that kind's defaults
     want("quantizer", q.kind, spec.quantizer)
     if spec.quantizer == "fsq":
         want("levels", q.levels, list(spec.levels))

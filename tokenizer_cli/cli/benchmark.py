@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ..config import MASKGIT_STEPS
 from ..files import atomic_write
-from ..hub import load_pipeline, read_config, shipped_models, shipped_root
+from ..hub import read_config, shipped_models, shipped_root
+from ..pipeline import load_pipeline
 from .common import DeviceOpt, JsonOpt, console, fail, pick_device, stdout_console
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ import numpy as np
 import typer
 
 from .. import files
-from ..hub import ModelNotFound, load_pipeline
+from ..hub import ModelNotFound
+from ..pipeline import load_pipeline
 from ..tokenfile import manifest_model, manifest_path, manifest_sources, read_manifest, read_token_file
 from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, MaskSamplingOpt, MaskTemperatureOpt, OverwriteOpt, ScaleOpt,
                      SeedOpt, console, fail, pick_device, progress_bar)

@@ -10,8 +10,8 @@ import typer
 from .. import data as data_io
 from .. import files
 from ..fitting import mismatch_notice
-from ..hub import load_pipeline
 from ..images import DEFAULT_FIT, PictureTally
+from ..pipeline import load_pipeline
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
 from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, FitOpt, ModelOpt, OverwriteOpt, console, fail,
                      on_interrupt, pick_device, progress_bar, warn)

@@ -23,8 +23,8 @@ from .. import files
 from ..config import to_dict
 from ..datasets import FASHION
 from ..fitting import mismatch_notice
-from ..hub import load_pipeline
 from ..images import DEFAULT_FIT, PictureTally
+from ..pipeline import load_pipeline
 from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, FitOpt, JsonOpt, ModelOpt, SeedOpt, console, fail,
                      pick_device, progress_bar, warn)
 

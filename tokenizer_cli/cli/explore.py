@@ -9,7 +9,7 @@ import typer
 
 from .. import data as data_io
 from .. import files
-from ..hub import load_pipeline
+from ..pipeline import load_pipeline
 from .common import DEFAULT_MODEL, DeviceOpt, ModelOpt, OverwriteOpt, console, fail, pick_device
 from .encode import refuse_existing
 

@@ -13,8 +13,8 @@ import typer
 from .. import data as data_io
 from .. import files
 from ..fitting import mismatch_notice
-from ..hub import load_pipeline
 from ..images import DEFAULT_FIT, PictureTally
+from ..pipeline import load_pipeline
 from .common import (DEFAULT_MODEL, DeviceOpt, FitOpt, ModelOpt, OverwriteOpt, ScaleOpt, console, fail, pick_device,
                      warn)
 

@@ -10,7 +10,7 @@ import typer
 
 from .. import files
 from ..config import MASKGIT_CHOICE_TEMPERATURE, MASKGIT_STEPS, PRIOR_KINDS
-from ..hub import load_pipeline
+from ..pipeline import load_pipeline
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
 from .common import (DEFAULT_MODEL, DeviceOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, ScaleOpt, SeedOpt,
                      console, fail, finite, one_of, pick_device, progress_bar)

@@ -198,8 +198,8 @@ def prior(
 
     from .. import distributed
     from ..config import MaskGITConfig, PriorConfig
-    from ..hub import load_pipeline
     from ..models import MaskGITPrior, Prior
+    from ..pipeline import load_pipeline
     from ..train import (TrainConfig, check_prior_out, prior_training_data, resolve_precision, resume_step,
                          train_prior, training_record)
 
