@@ -8,6 +8,7 @@ line a milestone goes to OUT/VARIANT.jsonl; `--report` prints the table (results
     OMP_NUM_THREADS=1 python scripts/colour_study.py --variants conv32,vit256 --budget 600 --out runs/colour-study
     python scripts/colour_study.py --report --out runs/colour-study > results/colour-study/table.md
     OMP_NUM_THREADS=1 python scripts/colour_study.py --step-times > results/colour-study/step-times.md
+    python scripts/colour_study.py --measure fsq-pictures-t16 fsq-pictures-t64 > results/colour-study/shipped.md
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tokenizer_cli.train import BatchOrder, TrainConfig, lr_at
 
 DATA = Path("/work/data/pictures64")
 FSQ_1000 = {"kind": "fsq", "levels": [8, 5, 5, 5]}
+GROUPS = ["photo", "painting", "texture", "render", "clip-art", "sprite", "icon"]  # prepare_pictures.py's labels
 
 # name: (tokenizer settings, learning rate, precision)
 VARIANTS: dict[str, tuple[dict, float, str]] = {
@@ -173,6 +175,28 @@ def step_times(args) -> None:
     print(f"\nCPU: {cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} thread(s).")
 
 
+@torch.inference_mode()
+def measure_models(names: list[str]) -> None:
+    """PSNR of finished models (folders or shipped names) on the test split, its photos apart, and the hold-out
+    photographs, each beside the thumbnail with as many cells as the model has tokens (and 8x8)."""
+    from tokenizer_cli.pipeline import load_pipeline
+
+    test = np.load(DATA / "test" / "images.npy")
+    photo = GROUPS.index("photo")
+    sets = {"test": to_float(test), "test photos": to_float(test[np.load(DATA / "test" / "labels.npy") == photo]),
+            "hold-out photos": to_float(np.load(DATA / "holdout" / "images.npy"))}
+    print("| model | tokens | data | images | PSNR dB | thumbnail, as many cells | thumbnail 8x8 |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        tok = load_pipeline(name, torch.device("cpu"), load_prior=False).tokenizer
+        cells = int(round(tok.tokens_per_image ** 0.5))
+        for what, x in sets.items():
+            recon = torch.cat([tok.decode(tok.encode(b)) for b in x.split(250)])
+            print(f"| {name} | {tok.tokens_per_image} | {what} | {len(x):,} | {psnr(recon, x):.2f} | "
+                  f"{psnr(thumbnail(x, cells), x):.2f} ({cells}x{cells}) | {psnr(thumbnail(x, 8), x):.2f} |", flush=True)
+    print(f"\nData: {DATA} (scripts/prepare_pictures.py); hold-out photographs: in no package of the set.")
+
+
 def cpu_name() -> str:
     try:
         return next(line.split(":", 1)[1].strip() for line in subprocess.run(
@@ -207,7 +231,11 @@ def main() -> None:
     p.add_argument("--out", default="runs/colour-study")
     p.add_argument("--report", action="store_true")
     p.add_argument("--step-times", action="store_true", help="time one step of every variant and stop")
+    p.add_argument("--measure", nargs="+", metavar="MODEL", help="PSNR of finished models beside thumbnails")
     args = p.parse_args()
+    if args.measure:
+        measure_models(args.measure)
+        return
     if args.step_times:
         step_times(args)
         return

@@ -137,3 +137,26 @@ def test_fd_of_small_samples_of_the_same_data_justifies_the_warning():
 
     assert same_data_fd(24) > 100 and 25 < same_data_fd(100) < 80
     assert same_data_fd(MIN_FD_IMAGES) < 3
+
+
+def test_the_floor_of_a_packed_set_spreads_over_its_train_array(runner, model_dir, feature_net, tmp_path):
+    """test/images.npy beside train/images.npy: the floor takes train rows spread over the whole (ordered) array."""
+    import numpy as np
+
+    from tokenizer_cli.classifier import load_feature_net
+    from tokenizer_cli.fd import extract_features, features_fd
+
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 255, (12, 28, 28), dtype=np.uint8)
+    train[6:] //= 4  # a second "package" of darker pictures: the first 6 rows alone would not represent it
+    test = rng.integers(0, 255, (6, 28, 28), dtype=np.uint8)
+    for split, arr in (("train", train), ("test", test)):
+        (tmp_path / split).mkdir()
+        np.save(tmp_path / split / "images.npy", arr)
+    res = evaluate(runner, model_dir, tmp_path / "test" / "images.npy", feature_net, tmp_path / "e.json", "--no-write")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "e.json").read_text())
+    net, _ = load_feature_net(str(feature_net), "cpu")
+    rows = np.linspace(0, 11, 6).round().astype(int)  # 0 2 4 7 9 11
+    expected = features_fd(extract_features(net, train[rows], 3, "cpu"), extract_features(net, test, 3, "cpu"))
+    assert report["fd_train_vs_test"] == pytest.approx(expected, rel=1e-6)

@@ -117,10 +117,13 @@ def held_out_folder(source: str) -> Path | None:
 
 def train_split_beside(source: str) -> str | None:
     """The training images of the data whose test split `source` is: Fashion-MNIST's train split, or the `train`
-    folder beside a `test` folder; None where there is none."""
+    folder beside a `test` folder (train/images.npy beside test/images.npy); None where there is none."""
     if source == FASHION:
         return FASHION
     p = Path(source)
+    if p.suffix == ".npy" and p.parent.name == "test":
+        train = p.parent.parent / "train" / p.name
+        return str(train) if train.is_file() else None
     return str(p.parent / "train") if p.name == "test" and (p.parent / "train").is_dir() else None
 
 

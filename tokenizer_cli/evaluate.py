@@ -17,7 +17,7 @@ import torch
 from .classifier import feature_net_for, load_feature_net
 from .config import ConfigError, EvalResult, ReconstructionMetrics
 from .data import InputError
-from .datasets import FASHION, describe, held_out_folder, load_images, train_split_beside
+from .datasets import FASHION, describe, held_out_folder, is_array, load_images, train_split_beside
 from .fd import ReconstructionQuality, extract_features, features_fd, generated_images
 from .hub import is_shipped, weights_digest
 from .images import DEFAULT_FIT, PictureTally, to_float
@@ -90,7 +90,12 @@ def floor_fd(net, data: str, test_features: np.ndarray, size: int, channels: int
     train_source = train_split_beside(data)
     if train_source is None:
         return None
-    train = load_images(train_source, "train", size, channels, len(test_features), progress=progress, fit=fit)
+    n = len(test_features)
+    if is_array(train_source):  # a packed set is in source order: rows spread over all of it, not its first n
+        train = load_images(train_source, "train", size, channels)
+        train = train[np.unique(np.linspace(0, len(train) - 1, min(n, len(train))).round().astype(int))]
+    else:
+        train = load_images(train_source, "train", size, channels, n, progress=progress, fit=fit)
     if len(train) < 2:
         return None
     with progress("features of real train images", len(train)) as bar:

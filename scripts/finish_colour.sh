@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The rest of a colour model after `mvq train tokenizer` on the picture set: its tokens, an AR prior, `mvq eval`
+# on the test split, then shipped in float16 as weights/NAME and measured again after the conversion.
+#   scripts/finish_colour.sh RUN_FOLDER NAME PRIOR_STEPS       (DATA=/work/data/pictures64 by default)
+# The tokenizer itself: see README "Shipped models" (the commands are in each model's config.json and card).
+set -euo pipefail
+run=$1 name=$2 steps=$3
+data=${DATA:-/work/data/pictures64}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1
+cd "$(dirname "$0")/.."
+mvq=.venv/bin/mvq
+[ -f "$run.tokens.npy" ] || $mvq encode "$data/train/png" "$run.tokens.npy" --model "$run" --device cpu
+$mvq train prior "$run" --tokens-file "$run.tokens.npy" --steps "$steps" --batch-size 128 --checkpoint-every 200 \
+  --device cpu $( [ -d "$run/checkpoints-prior" ] && echo --resume )
+$mvq eval --model "$run" --data "$data/test/images.npy" --feature-net fd-pictures-classifier --device cpu
+.venv/bin/python scripts/ship_run.py "$run" "$name" --half --data "$data/test/images.npy"
