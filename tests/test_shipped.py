@@ -11,9 +11,11 @@ from tokenizer_cli.hub import DEFAULT_MODEL, read_config, shipped_models, shippe
 from tokenizer_cli.pipeline import load_pipeline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SHAPES = {"fashion": (28, 1, 10_000), "clipart": (64, 3, 696)}  # examples folder: image size, channels, test images
-TOKENIZERS = [(n, folder) for n, tok in ((n, read_config(shipped_root() / n).tokenizer) for n in shipped_models())
-              for folder, (size, ch, _) in SHAPES.items() if (tok.image_size, tok.channels) == (size, ch)]
+# examples folder: image size, channels, and the test images of the data the models of that folder were measured on
+SHAPES = {"fashion": (28, 1, 10_000), "clipart": (64, 3, 696), "pictures": (64, 3, 7_655)}
+TOKENIZERS = [(n, folder) for n, cfg in ((n, read_config(shipped_root() / n)) for n in shipped_models())
+              for folder, shape in SHAPES.items()
+              if (cfg.tokenizer.image_size, cfg.tokenizer.channels, cfg.metrics.images) == shape]
 
 
 def example_batch(folder: str) -> torch.Tensor:
@@ -25,8 +27,10 @@ def test_every_shipped_model_has_examples_of_its_image_shape():
     assert sorted(n for n, _ in TOKENIZERS) == sorted(shipped_models())
 
 
-def test_default_model_is_shipped():
+def test_default_model_is_shipped_and_serves_colour_pictures():
     assert DEFAULT_MODEL in shipped_models()
+    tok = read_config(shipped_root() / DEFAULT_MODEL).tokenizer
+    assert (tok.image_size, tok.channels) == (64, 3)
 
 
 @pytest.mark.parametrize("name, examples", TOKENIZERS)
@@ -50,12 +54,14 @@ def test_each_image_shape_gets_the_feature_net_trained_on_it():
     from tokenizer_cli.classifier import DEFAULT_FEATURE_NET, feature_net_for, load_feature_net
 
     assert feature_net_for(28, 1) == DEFAULT_FEATURE_NET == "fd-fmnist-classifier"
-    assert feature_net_for(64, 3) == "fd-clipart-classifier"
+    assert feature_net_for(64, 3) == "fd-pictures-classifier"  # of the two 64x64 colour nets, the broader data's
     assert feature_net_for(32, 3) == DEFAULT_FEATURE_NET  # none made for it: the default, resized
     net, info = load_feature_net("fd-clipart-classifier")
     assert info["test_accuracy"] > 0.6 and len(info["classes"]) == info["config"]["num_classes"] == 22
-    logits = net(example_batch("clipart"))
-    assert logits.shape == (12, 22)
+    assert net(example_batch("clipart")).shape == (12, 22)
+    net, info = load_feature_net("fd-pictures-classifier")
+    assert info["classes"] == ["photo", "painting", "texture", "render", "clip-art", "sprite", "icon"]
+    assert info["test_accuracy"] > 0.6 and net(example_batch("pictures")).shape == (11, 7)
 
 
 # (tokenizer_id, config_hash) of every shipped model as mvq 0.2.0 computed them from config.json format 2 (one
