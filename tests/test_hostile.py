@@ -203,3 +203,11 @@ def test_decode_into_a_folder_that_fills_the_disk_leaves_no_image(runner, model_
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"r{i}.png" for i in range(10))
     assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp folder left inside either
+
+
+def test_a_manifest_nested_too_deeply_is_one_line(runner, model_dir, tmp_path, ten_rows):
+    manifest = ten_rows.with_suffix(".json")
+    manifest.write_text("[" * 100_000 + "]" * 100_000)
+    res = run(runner, "decode", ten_rows, tmp_path / "out", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: {manifest}: manifest: JSON nested too deeply\n"
