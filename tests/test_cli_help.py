@@ -51,3 +51,9 @@ def test_every_command_lists_its_flags_without_a_type():
         flags = [p for p in command.get_params(ctx) if getattr(p, "is_flag", False)]
         assert flags, command.name  # --help at least
         assert all(p.display_type_rich(ctx) == "" for p in flags), command.name
+
+
+def test_decode_help_names_pngs_as_decode_does():
+    from tokenizer_cli.files import image_names
+
+    assert f"(boot.png -> {image_names(['pics/boot.png'])[0]})" in help_text(["decode"])

@@ -92,8 +92,9 @@ def test_bad_steps_get_one_line(runner, model_with_both_priors, tmp_path, steps,
 def test_a_sampler_the_folder_lacks_or_options_of_the_other_get_one_line(runner, model_with_prior, tmp_path):
     res = run(runner, "sample", "--out", tmp_path / "s.png", "--model", model_with_prior, "--sampler", "maskgit")
     assert "--sampler: " in one_error_line(res) and "has no MaskGIT prior (it has: ar" in res.stderr
-    res = run(runner, "sample", "--out", tmp_path / "s.png", "--model", model_with_prior, "--steps", 2)
-    assert "--steps: is an option of the MaskGIT sampler" in one_error_line(res)
+    for option, value in (("--steps", 2), ("--steps", 0), ("--choice-temperature", 0)):  # 0 is an option too
+        res = run(runner, "sample", "--out", tmp_path / "s.png", "--model", model_with_prior, option, value)
+        assert f"{option}: is an option of the MaskGIT sampler" in one_error_line(res)
     res = run(runner, "sample", "--out", tmp_path / "s.png", "--model", model_with_prior, "--sampler", "diffusion")
     assert res.exit_code == 2 and "--sampler" in res.stderr
     assert not (tmp_path / "s.png").exists()

@@ -452,3 +452,17 @@ def test_packed_image_array_loads_and_finds_its_test_split(tmp_path):
     np.save(tmp_path / "floats.npy", np.zeros((2, 16, 16, 3), dtype=np.float32))
     with pytest.raises(InputError, match="not uint8"):
         load_images(str(tmp_path / "floats.npy"), "train", 16, 3)
+
+
+def test_a_packed_array_that_is_not_one_is_one_line(tmp_path):
+    from tokenizer_cli.datasets import array_shape, load_images
+
+    np.savez(tmp_path / "archive", images=np.zeros((2, 16, 16, 3), dtype=np.uint8))
+    os.replace(tmp_path / "archive.npz", tmp_path / "images.npy")  # a zip under a .npy name
+    with pytest.raises(InputError, match="images.npy: a .npz archive"):
+        load_images(str(tmp_path / "images.npy"), "train", 16, 3)
+    with pytest.raises(InputError, match="images.npy: a .npz archive"):
+        array_shape(tmp_path / "images.npy")
+    (tmp_path / "text.npy").write_text("not an array")
+    with pytest.raises(InputError, match="text.npy: not a numpy image array"):
+        load_images(str(tmp_path / "text.npy"), "train", 16, 3)

@@ -150,3 +150,10 @@ def test_load_feature_net_errors(tmp_path):
     (tmp_path / "fnet" / "classifier.safetensors").write_bytes(b"junk")
     with pytest.raises(BadCheckpoint, match="safetensors"):
         load_feature_net(tmp_path / "fnet")
+    for text, message in (("[" * 100_000 + "]" * 100_000, "JSON nested too deeply"), ("{", "not valid JSON")):
+        (tmp_path / "fnet" / "classifier.json").write_text(text)
+        with pytest.raises(BadCheckpoint, match=f"classifier.json: {message}"):
+            load_feature_net(tmp_path / "fnet")
+    (tmp_path / "fnet" / "classifier.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(BadCheckpoint, match="classifier.json: not UTF-8"):
+        load_feature_net(tmp_path / "fnet")

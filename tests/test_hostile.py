@@ -203,3 +203,36 @@ def test_decode_into_a_folder_that_fills_the_disk_leaves_no_image(runner, model_
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"r{i}.png" for i in range(10))
     assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp folder left inside either
+
+
+def test_a_manifest_nested_too_deeply_is_one_line(runner, model_dir, tmp_path, ten_rows):
+    manifest = ten_rows.with_suffix(".json")
+    manifest.write_text("[" * 100_000 + "]" * 100_000)
+    res = run(runner, "decode", ten_rows, tmp_path / "out", "--model", model_dir, "--device", "cpu")
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: {manifest}: manifest: JSON nested too deeply\n"
+
+
+def test_pipeline_decode_file_that_fills_the_disk_leaves_no_image(model_dir, tmp_path, ten_rows, monkeypatch):
+    from PIL import Image
+
+    from tokenizer_cli.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(str(model_dir), device="cpu")
+    pil_save, written = Image.Image.save, []
+
+    def save_until_full(img, fp, *args, **kwargs):  # the disk is full after 3 PNGs
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        pil_save(img, fp, *args, **kwargs)
+        written.append(fp)
+
+    monkeypatch.setattr(Image.Image, "save", save_until_full)
+    out = tmp_path / "parent" / "out"
+    with pytest.raises(OSError, match="No space left"):
+        pipe.decode_file(ten_rows, out)
+    assert len(written) == 3 and sorted(p.name for p in out.parent.iterdir()) == []  # no folder, no temp folder
+    monkeypatch.setattr(Image.Image, "save", pil_save)
+    paths = pipe.decode_file(ten_rows, out)
+    assert paths == [out / f"r{i}.png" for i in range(10)] and all(p.is_file() for p in paths)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]

@@ -11,6 +11,7 @@ from torch import nn
 from tokenizer_cli.config import ConfigError, MaskGITConfig
 from tokenizer_cli.models import MaskGITPrior
 from tokenizer_cli.models.maskgit import masked_loss
+from tokenizer_cli.models import parallel_decode
 from tokenizer_cli.models.parallel_decode import decode, masked_after
 
 
@@ -72,6 +73,23 @@ def test_masked_after_is_the_cosine_schedule_and_reaches_zero():
     n = torch.tensor([49, 16, 2])
     assert masked_after(n, 0, 8).tolist() == [math.floor(x * math.cos(math.pi / 16)) for x in (49, 16, 2)]
     assert masked_after(n, 7, 8).tolist() == [0, 0, 0]
+
+
+def test_the_choice_noise_is_annealed_by_the_schedules_ratio(monkeypatch):
+    """Step s of S adds choice_temperature * (1 - (s+1)/S) Gumbel noise, as google-research/maskgit does: at step
+    0 of 2 half of it. Greedy draws, fixed noise: position 0 is surer (log 0.9 against log 0.5), position 1 gets
+    +0.4 noise; at scale 1 (= 2 * (1 - 1/2)) position 0 stays the more confident and is fixed first; at scale 2
+    the noise would win."""
+    monkeypatch.setattr(parallel_decode, "_gumbel", lambda shape, g, device: torch.tensor([[0.0, 0.4]]))
+    logits = torch.log(torch.tensor([[[0.9, 0.1], [0.5, 0.5]]]))  # (1, 2, 2)
+    fixed_first = []
+
+    def on_fix(sampled, fixed):
+        fixed_first.append(fixed.clone())
+
+    decode(lambda ids: logits, torch.tensor([[2, 2]]), 2, 2, torch.Generator().manual_seed(0), temperature=0.0,
+           choice_temperature=2.0, on_fix=on_fix)
+    assert fixed_first[0].tolist() == [[True, False]]
 
 
 def test_decode_fills_only_the_unknown_positions_of_a_partial_sequence():

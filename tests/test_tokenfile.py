@@ -109,7 +109,10 @@ def test_load_rejects_bad_files(tmp_path):
         load_tokens(tmp_path / "arch.npy")
     np.save(tmp_path / "ok.npy", np.zeros((1, 2), np.int64))
     (tmp_path / "ok.json").write_text("{not json")
-    with pytest.raises(InputError, match="ok.json: manifest is not valid JSON"):
+    with pytest.raises(InputError, match="ok.json: manifest: not valid JSON"):
+        load_tokens(tmp_path / "ok.npy")
+    (tmp_path / "ok.json").write_text("[" * 100_000 + "]" * 100_000)  # deeper than the parser's recursion
+    with pytest.raises(InputError, match="ok.json: manifest: JSON nested too deeply"):
         load_tokens(tmp_path / "ok.npy")
 
 

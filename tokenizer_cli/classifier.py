@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from .files import atomic_write
-from .hub import BadCheckpoint, ModelNotFound, load_weights, shipped_root
+from .data import InputError
+from .files import atomic_write, read_small_json
+from .hub import CONFIG_MAX_BYTES, BadCheckpoint, ModelNotFound, load_weights, shipped_root
 
 DEFAULT_FEATURE_NET = "fd-fmnist-classifier"
 CONFIG_FILE = "classifier.json"
@@ -117,9 +118,9 @@ def feature_net_for(image_size: int, channels: int) -> str:
 
 def read_feature_net_info(folder: Path) -> dict:
     try:
-        info = json.loads((folder / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as err:
-        raise BadCheckpoint(f"{folder / CONFIG_FILE} is not valid JSON ({err.msg}, line {err.lineno})")
+        info = read_small_json(folder / CONFIG_FILE, CONFIG_MAX_BYTES)
+    except InputError as err:  # not JSON, not UTF-8, nested too deeply, too large, not a regular file
+        raise BadCheckpoint(str(err)) from None
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise BadCheckpoint(f"{folder / CONFIG_FILE} has no 'config' section")
     return info

@@ -381,7 +381,7 @@ class PriorConfig:
 
 
 MASKGIT_STEPS = 8  # default decoding passes (capped at T): MaskGIT's ImageNet setting
-MASKGIT_CHOICE_TEMPERATURE = 4.5  # default Gumbel noise on the confidence at the first step (maskgit, 1d-tokenizer)
+MASKGIT_CHOICE_TEMPERATURE = 4.5  # default scale of the Gumbel noise on the confidence, annealed (maskgit, 1d-tokenizer)
 
 
 @dataclass

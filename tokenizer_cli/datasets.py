@@ -74,6 +74,9 @@ def _open_array(path: Path) -> tuple[np.ndarray, int]:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as err:
         raise InputError(f"{path}: not a numpy image array ({err})") from None
+    if not isinstance(array, np.ndarray):  # a .npz archive under a .npy name loads as an NpzFile
+        array.close()
+        raise InputError(f"{path}: a .npz archive, not a numpy image array (np.save writes one)")
     have = 1 if array.ndim == 3 else array.shape[-1] if array.ndim == 4 else 0
     if array.dtype != np.uint8 or have not in (1, 3) or array.shape[1] != array.shape[2]:
         raise InputError(f"{path}: holds {array.dtype} {tuple(array.shape)}, not uint8 square images "

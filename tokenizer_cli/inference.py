@@ -57,8 +57,8 @@ def sampler_options(prior, steps: int | None = None, choice_temperature: float |
     (steps, from 1 to T; choice_temperature; guidance_scale) or the AR prior's (graph). Another sampler's option,
     or steps out of range, is one line (BadArgument)."""
     if not isinstance(prior.cfg, MaskGITConfig):
-        given = [name for name, value in (("steps", steps), ("choice_temperature", choice_temperature),
-                                          ("guidance_scale", guidance_scale)) if value]
+        given = [name for name, value in (("steps", steps), ("choice_temperature", choice_temperature))
+                 if value is not None] + (["guidance_scale"] if guidance_scale else [])  # 0 is given too, but off
         if given:
             raise BadArgument(given[0], "is an option of the MaskGIT sampler, but the sampler is the AR prior "
                                         "(choose the sampler maskgit)")

@@ -29,7 +29,7 @@ from PIL import Image
 
 from .config import PRIOR_KINDS, EvalResult, ModelConfig
 from .data import BadArgument, InputError
-from .files import comparison_sheet, image_names, save_png
+from .files import comparison_sheet, image_names, save_png, staged_folder
 from .fitting import mismatch_notice
 from .hub import (BadCheckpoint, load_weights, push_folder, read_config, resolve_model, save_pipeline,
                   tokenizer_digest)
@@ -297,20 +297,18 @@ class Pipeline:
     def decode_file(self, tokens_file: str | Path, folder: str | Path, force: bool = False, seed: int | None = 0,
                     batch_size: int = 256) -> list[Path]:
         """What `mvq decode TOKENS FOLDER` writes: one PNG per row of a token file (checked to come from this
-        tokenizer unless `force`), named after the row's source (files.image_names); returns their paths."""
+        tokenizer unless `force`), named after the row's source (files.image_names); returns their paths.
+        As there, the PNGs appear in `folder` only once all are written (files.staged_folder)."""
         from .inference import decode_tokens
 
         ids, masks = read_token_file(tokens_file, self, force=force)
         sources = manifest_sources(read_manifest(tokens_file), len(ids))
         names = image_names(sources) if sources is not None else [f"{i:05d}.png" for i in range(len(ids))]
-        paths = [Path(folder) / name for name in names]
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        written = 0
-        for batch in decode_tokens(self.tokenizer, ids, masks, batch_size, self.device, seed=seed):
-            for img in batch:
-                save_png(img, paths[written])
-                written += 1
-        return paths
+        batches = decode_tokens(self.tokenizer, ids, masks, batch_size, self.device, seed=seed)
+        with staged_folder(Path(folder)) as staging:
+            for name, img in zip(names, (img for batch in batches for img in batch)):
+                save_png(img, staging / name)
+        return [Path(folder) / name for name in names]
 
     # ------------------------------------------------------------ sampling
 

@@ -20,8 +20,11 @@ from typing import Any
 import numpy as np
 
 from tokenizer_cli.data import InputError
-from tokenizer_cli.files import publish_together
+from tokenizer_cli.files import publish_together, read_small_json
 from tokenizer_cli.version import __version__
+
+
+MANIFEST_MAX_BYTES = 1 << 30  # tokens.json lists every row's source: ~100 bytes a row, millions of rows
 
 
 def smallest_dtype(vocab_size: int) -> np.dtype:
@@ -147,9 +150,10 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not meta.is_file():
         return None
     try:
-        manifest = json.loads(meta.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{meta}: manifest is not valid JSON ({exc})") from None
+        manifest = read_small_json(meta, MANIFEST_MAX_BYTES)
+    except InputError as exc:  # not JSON, not UTF-8, nested too deeply, too large
+        reason = str(exc).removeprefix(f"{meta}: ")
+        raise InputError(f"{meta}: manifest: {reason}") from None
     if not isinstance(manifest, dict):
         raise InputError(f"{meta}: manifest must be a JSON object")
     return manifest

@@ -34,7 +34,7 @@ def decode(
     overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Turn tokens back into images, one PNG per row named after its source (boot.png -> boot-00000.png).
+    """Turn tokens back into images, one PNG per row named after its source (boot.png -> boot.png).
 
     For MVQ with sampled masks the masks stored by `mvq encode` (TOKENS.masks.npy) make the decoding exact;
     without them (or with --ignore-masks) masks are drawn from the model's p(m | k), or uniformly, with

@@ -36,7 +36,8 @@ def decode(logits_fn: LogitsFn, ids: torch.Tensor, unknown_id: int, steps: int, 
 
     At step s (0-based) every still-masked position draws a token (temperature, top-k, top-p; a temperature of 0,
     or below float32's smallest normal, is argmax); its confidence is log p of the drawn token plus
-    choice_temperature * (1 - s/steps) Gumbel noise;
+    choice_temperature * (1 - (s+1)/steps) Gumbel noise (as google-research/maskgit and 1d-tokenizer anneal it,
+    by the same ratio as the schedule: none at the last step);
     the `masked_after(N, s, steps)` least confident stay masked (at least one fewer than before, none after the
     last step) and the others are fixed for good. on_fix(sampled, fixed) sees each step's draws and the
     positions it fixes (a mask head draws their masks there). Steps after every position is fixed do nothing.
@@ -61,7 +62,7 @@ def decode(logits_fn: LogitsFn, ids: torch.Tensor, unknown_id: int, steps: int, 
             logp = probs.gather(-1, drawn[:, None])[:, 0].log()
         sampled = ids.masked_scatter(unknown, drawn)  # (B, T): the draws where masked, fixed tokens elsewhere
         confidence = torch.zeros(B, T, device=ids.device).masked_scatter(unknown, logp)
-        noise = choice_temperature * (1 - step / steps)
+        noise = choice_temperature * (1 - (step + 1) / steps)  # the schedule's ratio, as maskgit's
         if noise > 0:
             confidence = confidence + noise * _gumbel((B, T), generator, ids.device)
         confidence = confidence.masked_fill(~unknown, math.inf)  # fixed tokens are never masked again
