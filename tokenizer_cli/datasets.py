@@ -90,9 +90,11 @@ def array_shape(path: Path) -> tuple[int, int]:
     return array.shape[1], have
 
 
-def load_array(path: Path, size: int, channels: int, limit: int | None = None) -> np.ndarray:
+def load_array(path: Path, size: int, channels: int, limit: int | None = None, spread: bool = False) -> np.ndarray:
     """A packed uint8 image array (N, H, W) or (N, H, W, 3), as scripts/prepare_pictures.py writes: read as
-    it is (memory-mapped while checked), so a set of 200,000 pictures loads in seconds rather than minutes."""
+    it is (memory-mapped while checked), so a set of 200,000 pictures loads in seconds rather than minutes.
+    `limit` rows: the first ones, or with `spread` rows spread evenly over the array (a packed set is in source
+    order, so its first rows come from a few sources only); only those rows are read."""
     array, have = _open_array(path)
     if array.shape[1:3] != (size, size):
         raise InputError(f"{path}: holds {tuple(array.shape)}, not {size}x{size} images (N, {size}, {size}[, 3]): "
@@ -100,6 +102,8 @@ def load_array(path: Path, size: int, channels: int, limit: int | None = None) -
     if have != channels:
         raise InputError(f"{path}: holds {'colour' if have == 3 else 'grey'} images but {channels} channel(s) "
                          f"were asked for: pass --channels {have}")
+    if spread and limit is not None and limit < len(array):
+        return np.array(array[np.unique(np.linspace(0, len(array) - 1, limit).round().astype(int))])
     return np.array(array[:limit])
 
 

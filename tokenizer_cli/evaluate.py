@@ -17,7 +17,7 @@ import torch
 from .classifier import feature_net_for, load_feature_net
 from .config import ConfigError, EvalResult, ReconstructionMetrics
 from .data import InputError
-from .datasets import FASHION, describe, held_out_folder, is_array, load_images, train_split_beside
+from .datasets import FASHION, describe, held_out_folder, is_array, load_array, load_images, train_split_beside
 from .fd import ReconstructionQuality, extract_features, features_fd, generated_images
 from .hub import is_shipped, weights_digest
 from .images import DEFAULT_FIT, PictureTally, to_float
@@ -92,8 +92,7 @@ def floor_fd(net, data: str, test_features: np.ndarray, size: int, channels: int
         return None
     n = len(test_features)
     if is_array(train_source):  # a packed set is in source order: rows spread over all of it, not its first n
-        train = load_images(train_source, "train", size, channels)
-        train = train[np.unique(np.linspace(0, len(train) - 1, min(n, len(train))).round().astype(int))]
+        train = load_array(Path(train_source), size, channels, n, spread=True)
     else:
         train = load_images(train_source, "train", size, channels, n, progress=progress, fit=fit)
     if len(train) < 2:
