@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The rest of a colour model after `mvq train tokenizer` on the picture set: its tokens, an AR prior, `mvq eval`
-# on the test split, then shipped in float16 as weights/NAME and measured again after the conversion.
+# The rest of a colour model after `mvq train tokenizer` on the picture set: its tokens and an AR prior, then
+# shipped in float16 as weights/NAME and measured there with `mvq eval` on the test split (what users load).
 #   scripts/finish_colour.sh RUN_FOLDER NAME PRIOR_STEPS       (DATA=/work/data/pictures64 by default)
 # The tokenizer itself: see README "Shipped models" (the commands are in each model's config.json and card).
 set -euo pipefail
@@ -12,5 +12,4 @@ mvq=.venv/bin/mvq
 [ -f "$run.tokens.npy" ] || $mvq encode "$data/train/png" "$run.tokens.npy" --model "$run" --device cpu
 $mvq train prior "$run" --tokens-file "$run.tokens.npy" --steps "$steps" --batch-size 128 --checkpoint-every 200 \
   --device cpu $( [ -d "$run/checkpoints-prior" ] && echo --resume )
-$mvq eval --model "$run" --data "$data/test/images.npy" --feature-net fd-pictures-classifier --device cpu
 .venv/bin/python scripts/ship_run.py "$run" "$name" --half --data "$data/test/images.npy"

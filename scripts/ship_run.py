@@ -32,8 +32,9 @@ def main() -> int:
     ap.add_argument("--data", default="fashion-mnist", help="eval data for --half")
     a = ap.parse_args()
     cfg = read_config(a.run)
-    if cfg.eval is None or not (a.run / "prior.safetensors").is_file():
-        sys.exit(f"error: {a.run} has no prior or no eval yet: finish it with scripts/compare.py first")
+    if (cfg.eval is None and not a.half) or not (a.run / "prior.safetensors").is_file():
+        sys.exit(f"error: {a.run} has no prior or no eval yet: finish it with scripts/compare.py first "
+                 "(--half measures the shipped files itself)")
     dest = WEIGHTS / a.name
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()

@@ -79,6 +79,9 @@ IDENTITIES = {
     "vq-fmnist-k16-t2": ("5a1b2edf8b8c6996", "12e64433a7833278"),
     "vq-fmnist-k16-t5": ("2419a04abd968630", "91ab6a79da0f248b"),
     "vq-fmnist-t16": ("a81329bf3137a827", "7778546df56265c1"),
+    # shipped in format 3 (one record per quantizer kind), as computed when they were shipped
+    "fsq-pictures-t16": ("e87f8d345ccd512d", "cff228aac57f2434"),
+    "fsq-pictures-t64": ("09402cd237bb6e4f", "0fe9549d14ca5cbe"),
 }
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # torch and the models are imported where used, so `mvq --hel
 
     from .models import Tokenizer
 
-DEFAULT_MODEL = "mvq-fmnist-t2"
+DEFAULT_MODEL = "fsq-pictures-t64"  # the colour model that serves real pictures best (README "Shipped models")
 CONFIG_MAX_BYTES = 1 << 20  # config.json: about 12 kB with a training history; a larger one is not ours
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
