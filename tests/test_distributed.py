@@ -26,7 +26,8 @@ def train(out: Path, folder: Path, procs: int, quantizer: str) -> dict:
                 "-m"] if procs > 1 else [sys.executable, "-m"]
     args = launcher + ["tokenizer_cli", "train", "tokenizer", str(out), "--data", str(folder), "--quantizer", quantizer,
                        "--levels", "5,5,4", "--dim", "4", "--codebook-size", "8", "--image-size", "16",
-                       "--base-channels", "4", "--steps", "12", "--batch-size", "16", "--device", "cpu"]
+                       "--base-channels", "4", "--steps", "12", "--batch-size", "16", "--device", "cpu",
+                       "--precision", "fp32"]  # the same sums in two halves: fp32, where bf16 rounds them apart
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
