@@ -44,7 +44,8 @@ def test_encode_accepts_pil_uint8_arrays_and_float_tensors_alike(shipped, pictur
 
 
 def test_python_api_matches_the_cli(shipped, pictures, tmp_path):
-    res = CliRunner().invoke(app, ["encode", str(EXAMPLES), str(tmp_path / "t.npy"), "--device", "cpu"])
+    res = CliRunner().invoke(app, ["encode", str(EXAMPLES), str(tmp_path / "t.npy"), "--model", "mvq-fmnist-t2",
+                                   "--device", "cpu"])
     assert res.exit_code == 0, res.output
     cli_ids = np.load(tmp_path / "t.npy")
     api = shipped.encode([Image.open(p) for p in sorted(EXAMPLES.glob("*.png"))])
