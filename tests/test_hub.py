@@ -119,3 +119,18 @@ def test_a_mistyped_name_gets_the_closest_shipped_names(runner):
     assert "did you mean" not in str(err.value)  # nothing close: no guess
     res = runner.invoke(app, ["encode", "x.png", "t.npy", "--model", "mvq-clipart-t5"])
     assert res.exit_code == 1 and "did you mean mvq-joint-clipart-t5?" in res.stderr
+
+
+def test_a_models_why_goes_into_its_card_and_survives_a_rewrite(tmp_path):
+    from conftest import tiny_tokenizer
+    from tokenizer_cli.hub import read_config, save_pipeline, update_records, write_config
+
+    folder = tmp_path / "m"
+    save_pipeline(folder, tiny_tokenizer())
+    assert "Why this design" not in (folder / "README.md").read_text()
+    cfg = read_config(folder)
+    cfg.other["why"] = "A grid beat the 1d layout at equal CPU time."
+    write_config(folder, cfg)
+    update_records(folder)  # any later rewrite keeps it
+    card = (folder / "README.md").read_text()
+    assert "## Why this design\n\nA grid beat the 1d layout at equal CPU time." in card

@@ -52,6 +52,9 @@ def model_card(cfg: ModelConfig, name: str = "") -> str:
         "",
         _priors_line(cfg),
     ]
+    why = cfg.other.get("why")  # a maker's reasons for the design, config.json "why" (a string)
+    if isinstance(why, str) and why.strip():
+        lines += ["", "## Why this design", "", why.strip()]
     for record, title in ((cfg.metrics, "Tokenizer metrics"), (cfg.eval, "Evaluation (`mvq eval`)")):
         if record is not None:
             data = {k: v for k, v in to_dict(record).items() if v is not None}
