@@ -9,8 +9,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +25,21 @@ from .data import InputError
 
 class OutputExistsError(InputError, FileExistsError):
     """An output file exists and overwriting was not allowed."""
+
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C waits until the block is done: a library writer (np.savez's ZipFile) interrupted half-built prints
+    a traceback from its destructor. The interrupt arrives as KeyboardInterrupt right after the block."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def read_small_json(path: str | os.PathLike[str], max_bytes: int) -> object:

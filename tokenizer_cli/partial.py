@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from .data import ImageSource, InputError
-from .files import atomic_write, read_small_json
+from .files import atomic_write, interrupts_deferred, read_small_json
 from .images import PictureInfo
 from .inference import EncodedBatch
 
@@ -110,7 +110,7 @@ class PartialEncode:
             arrays["masks"] = batch.masks
 
         def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to the temp name
+            with interrupts_deferred(), open(tmp, "wb") as f:  # a file object: np.savez would add .npz to the name
                 np.savez(f, **arrays)
 
         atomic_write(path, write)
