@@ -97,3 +97,21 @@ def vq_baseline_with_prior(tmp_path):
     folder = tmp_path / "tiny-vq-grid"
     save_pipeline(folder, tok, tiny_prior(4, 49))
     return folder
+
+
+def run_interrupted_at_step(monkeypatch, run, field: str, step: int):
+    """Run a CLI training (`run()`) whose progress bar raises Ctrl-C once `step` training steps are reported
+    (a step's bar update carries `field`, e.g. "loss" or "mse"; loading or encoding updates do not)."""
+    from tokenizer_cli.cli.common import Bar
+
+    advance, steps = Bar.advance, []
+
+    def advance_then_interrupt(self, n=1, **fields):
+        steps.append(field in fields)
+        if sum(steps) == step + 1:  # the checkpoint of `step` is written
+            raise KeyboardInterrupt
+        advance(self, n, **fields)
+
+    with monkeypatch.context() as m:
+        m.setattr(Bar, "advance", advance_then_interrupt)
+        return run()

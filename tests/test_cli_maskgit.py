@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import tiny_maskgit_prior, tiny_prior, tiny_tokenizer
+from conftest import run_interrupted_at_step, tiny_maskgit_prior, tiny_prior, tiny_tokenizer
 from tokenizer_cli import Pipeline
 from tokenizer_cli.checkpoint import latest_checkpoint
 from tokenizer_cli.cli.app import app
@@ -251,22 +251,11 @@ def test_benchmark_times_both_samplers(runner, model_with_both_priors, tmp_path)
 
 def test_maskgit_training_fits_pictures_resolves_precision_and_names_its_checkpoint_on_ctrl_c(
         runner, model_dir, image_dir, monkeypatch):
-    from tokenizer_cli.cli.common import Bar
     from tokenizer_cli.train import resolve_precision
 
     args = ["train", "prior", model_dir, "--kind", "maskgit", "--data", image_dir, "--fit", "pad", "--steps", 4,
             "--checkpoint-every", 2, "--layers", 1, "--heads", 2, "--width", 16, "--batch-size", 2, "--device", "cpu"]
-    advance, steps = Bar.advance, []
-
-    def advance_then_interrupt(self, n=1, **fields):
-        steps.append("loss" in fields)  # a training step (not an image loaded or encoded)
-        if sum(steps) == 3:  # the checkpoint of step 2 is written
-            raise KeyboardInterrupt
-        advance(self, n, **fields)
-
-    with monkeypatch.context() as m:
-        m.setattr(Bar, "advance", advance_then_interrupt)
-        res = run(runner, *args)
+    res = run_interrupted_at_step(monkeypatch, lambda: run(runner, *args), "loss", 2)
     assert res.exit_code == 130
     assert res.stderr.splitlines()[-1] == (
         f"Interrupted: the checkpoint of step 2 is kept in {model_dir / 'checkpoints-maskgit'}; rerun the same "

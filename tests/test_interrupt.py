@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import run_interrupted_at_step
 from tokenizer_cli.cli.app import app
 from tokenizer_cli.partial import PartialEncode, partial_folder
 
@@ -193,23 +194,12 @@ def test_sigint_to_a_running_encode_then_resume(runner, model_dir, tmp_path):
 
 
 def test_ctrl_c_in_training_names_the_checkpoint_kept(runner, tmp_path, monkeypatch):
-    from tokenizer_cli.cli.common import Bar
 
     folder = write_images(tmp_path / "imgs", 16)
     out = tmp_path / "model"
     args = ["train", "tokenizer", out, "--data", folder, "--quantizer", "vq", "--codebook-size", "4", "--dim", "4",
             "--base-channels", "4", "--steps", "6", "--batch-size", "8", "--checkpoint-every", "2", "--device", "cpu"]
-    advance, steps = Bar.advance, []
-
-    def advance_then_interrupt(self, n=1, **fields):
-        steps.append("mse" in fields)  # a training step (not an image loaded)
-        if sum(steps) == 3:  # the checkpoint of step 2 is written
-            raise KeyboardInterrupt
-        advance(self, n, **fields)
-
-    with monkeypatch.context() as m:
-        m.setattr(Bar, "advance", advance_then_interrupt)
-        res = run(runner, *args)
+    res = run_interrupted_at_step(monkeypatch, lambda: run(runner, *args), "mse", 2)
     assert res.exit_code == 130
     assert res.stderr.splitlines()[-1] == (f"Interrupted: the checkpoint of step 2 is kept in {out / 'checkpoints'}; "
                                            "rerun the same command with --resume to continue from it; the model "
