@@ -132,6 +132,36 @@ def staged_folder(folder: Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def output_claimed(out: Path, what: str = "mvq") -> Iterator[None]:
+    """Hold an exclusive claim on writing `out` for the block: a lock file `.OUT.lock` beside it, flocked
+    without waiting. A second process that asks for the same output while the first writes it is refused
+    at once (InputError) instead of sharing its temp state. The lock file goes when the block ends; one
+    left by a killed process holds no lock (the kernel drops it with the process) and is simply reused."""
+    lock = out.parent / f".{out.name}.lock"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(f"{out}: another {what} is writing it now; wait for it to finish or choose "
+                             "another output") from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder before us removed the file we locked: lock the one on disk now
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def _writable_dir(folder: Path, path: Path) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         try:

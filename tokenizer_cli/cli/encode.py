@@ -40,10 +40,8 @@ def encode(
 
     MVQ with sampled masks also writes OUT.masks.npy (N x T, the winning mask of every token), so that
     `mvq decode` reconstructs the images exactly. Finished batches are kept in a hidden folder beside OUT
-    until the outputs are written, so that an interrupted run can be continued with --resume."""
-    from ..inference import gather_encoded, iter_encoded
-    from ..partial import PartialEncode, encode_key
-
+    until the outputs are written, so that an interrupted run can be continued with --resume. Two runs
+    into one OUT at once: the second is refused."""
     if len(inputs) < 2:
         fail("give at least one input and the output file: mvq encode IMAGES... OUT.npy")
     *sources_in, out_name = inputs
@@ -54,10 +52,20 @@ def encode(
     files.check_writable(out, manifest_path(out), masks_path(out))
     dev = pick_device(device)
     pipe = load_pipeline(model, dev)
-    tok = pipe.tokenizer
     sources = list(data_io.iter_sources(sources_in))
     if not sources:
         fail(f"no images found in {', '.join(sources_in)}")
+    with files.output_claimed(out, "mvq encode"):
+        refuse_existing([out, manifest_path(out), masks_path(out)], overwrite)  # a run that held the claim may have written it
+        _encode(out, model, pipe, sources, batch_size, workers, skip_bad, fit, overwrite, resume, dev)
+
+
+def _encode(out, model, pipe, sources, batch_size, workers, skip_bad, fit, overwrite, resume, dev) -> None:
+    """The encoding proper, with the claim on OUT held."""
+    from ..inference import gather_encoded, iter_encoded
+    from ..partial import PartialEncode, encode_key
+
+    tok = pipe.tokenizer
     partial = PartialEncode(out, encode_key(pipe.tokenizer_id, sources, batch_size, skip_bad, fit, dev.type), resume)
     on_interrupt(partial.describe)
     if partial.discarded:
