@@ -67,6 +67,7 @@ def tokenizer(
     mask_gradient: Annotated[str, typer.Option("--mask-gradient", callback=one_of("winner", "straight-through"), help="mvq: the decoder's gradient reaches the winning hypothesis ('winner'), or stops at it ('straight-through').")] = "winner",
     winner: Annotated[str, typer.Option("--winner", callback=one_of("all", "code"), help="mvq-joint training: 'all' (nearest of all code x mask pairs) or 'code' (nearest code vector first, then its masks).")] = "all",
     levels: Annotated[str, typer.Option("--levels", help="FSQ levels, comma separated.")] = "8,6,5",
+    dead_threshold: Annotated[float, typer.Option("--dead-threshold", min=0.0, max=1.0, help="vq, mvq, mvq-joint: restart a code vector whose use falls below this share of a fair share (a fresh latent replaces it); 0: never (plain VQ-VAE).")] = 0.03,
     image_size: Annotated[int | None, typer.Option("--image-size", help="Image side (28, 32 or 64). Default: 28 for fashion-mnist; for a folder, of the shipped models' sides the closest to its pictures'.")] = None,
     channels: Annotated[int | None, typer.Option("--channels", help="1 (grey) or 3 (RGB). Default: 1 for fashion-mnist; for a folder, 3 if most of its pictures are colour.")] = None,
     fit: FitOpt = DEFAULT_FIT,
@@ -107,7 +108,8 @@ def tokenizer(
     try:
         qcfg = QuantizerConfig(kind=quantizer, dim=dim, num_codes=num_codes, mask_bits=mask_bits,
                                subset_ratio=subset_ratio, winner=winner, hypothesis_form=hypothesis_form,
-                               mask_scope=mask_scope, mask_gradient=mask_gradient, levels=_levels(levels))
+                               mask_scope=mask_scope, mask_gradient=mask_gradient, levels=_levels(levels),
+                               dead_threshold=dead_threshold)
         cfg = TokenizerConfig(image_size=image_size, channels=channels, tokens=tokens, layout=layout,
                               base_channels=base_channels, quantizer=qcfg, backbone=backbone, patch_size=patch_size,
                               vit_width=vit_width, vit_layers=vit_layers, vit_heads=vit_heads)

@@ -17,8 +17,8 @@ from .base import (
     all_reduce_sum,
     broadcast_from_rank0,
     dead_codes,
+    nearest_codes,
     sample_rows,
-    squared_distances,
     update_usage,
     usage_stats,
 )
@@ -48,7 +48,7 @@ class VQ(nn.Module):
         return F.embedding(indices, self.codebook)
 
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
-        return squared_distances(flat, self.codebook).argmin(1)
+        return nearest_codes(flat, self.codebook)
 
     @torch.no_grad()
     def _init_from(self, flat: torch.Tensor) -> None:
@@ -59,9 +59,9 @@ class VQ(nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
-        onehot = F.one_hot(indices, self.num_codes).to(flat.dtype)  # (N, K)
-        counts = all_reduce_sum(onehot.sum(0))
-        sums = all_reduce_sum(onehot.t() @ flat)  # (K, D)
+        # per-code counts and sums by index (an N x K one-hot matrix would be 400 MB at K=2^14, N=6,272)
+        counts = all_reduce_sum(torch.bincount(indices, minlength=self.num_codes).to(flat.dtype))
+        sums = all_reduce_sum(torch.zeros_like(self.embed_sum).index_add_(0, indices, flat))  # (K, D)
         self.cluster_size.lerp_(counts, 1 - self.decay)
         self.embed_sum.lerp_(sums, 1 - self.decay)
         n = self.cluster_size.sum()
