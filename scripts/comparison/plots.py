@@ -9,8 +9,10 @@ from pathlib import Path
 from .plan import MASKED, Spec
 from .report import by_name, mean_std
 
-COLOURS = {"vq": (31, 119, 180), "fsq": (44, 160, 44), "mvq": (214, 39, 40), "mvq-joint": (255, 127, 14)}
-LABELS = {"vq": "VQ", "fsq": "FSQ", "mvq": "MVQ sampled masks", "mvq-joint": "MVQ joint tokens"}
+COLOURS = {"vq": (31, 119, 180), "fsq": (44, 160, 44), "mvq": (214, 39, 40), "mvq-joint": (255, 127, 14),
+           "vqplain": (148, 103, 189)}
+LABELS = {"vq": "VQ", "fsq": "FSQ", "mvq": "MVQ sampled masks", "mvq-joint": "MVQ joint tokens",
+          "vqplain": "VQ without restarts"}
 
 
 def _font(size: int):
