@@ -16,7 +16,7 @@ For each, into OUT/runs/<name>/: `mvq train tokenizer`, `mvq train prior --kind 
 --prior-steps, batch 64), `mvq eval --sampler maskgit --steps 8 --json eval.json` (codebook usage and perplexity
 on the 10,000 test images, MSE, reconstruction FD, generation FD of 10,000 samples). Finished stages are skipped,
 interrupted trainings resume; two copies of this script may run at once (one thread each): a row being worked
-on by one is skipped by the other (a lock file in its folder).
+on by one is skipped by the other (a lock file in OUT/locks).
 
 Writes OUT/results.md and OUT/results.json (a row per run), OUT/usage_vs_size.png and OUT/fd_vs_size.png.
 """
@@ -149,10 +149,11 @@ def weights_of(d: Path) -> str:
     return weights_digest(d)
 
 
-def claim(d: Path):
-    """A lock on a run folder, or None when another copy of this script holds it."""
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / ".study.lock", os.O_CREAT | os.O_RDWR, 0o666)
+def claim(st: Settings, row: Row):
+    """A lock on a row (OUT/locks/NAME.lock, beside the run folders: mvq refuses to overwrite a folder that
+    holds files it did not write), or None when another copy of this script holds it."""
+    (st.out / "locks").mkdir(parents=True, exist_ok=True)
+    fd = os.open(st.out / "locks" / f"{row.name}.lock", os.O_CREAT | os.O_RDWR, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.report:
         failed = []
         for row in chosen:
-            fd = None if a.dry_run else claim(st.folder(row))
+            fd = None if a.dry_run else claim(st, row)
             if fd is None and not a.dry_run:
                 print(f"# {row.name}: another copy of this script is on it, skipped", flush=True)
                 continue
