@@ -11,7 +11,7 @@ from tokenizer_cli.classifier import Classifier, ClassifierConfig, save_classifi
 from tokenizer_cli.cli.app import app
 
 KEYS = {"recon_fd", "generation_fd", "mse", "psnr", "ssim", "codebook_usage", "tokens_used", "perplexity", "images",
-        "feature_net", "feature_net_accuracy", "fd_train_vs_test", "seed", "command", "warning"}
+        "feature_net", "feature_net_accuracy", "fd_train_vs_test", "seed", "command", "warning", "sampler"}
 
 
 @pytest.fixture
@@ -160,3 +160,41 @@ def test_the_floor_of_a_packed_set_spreads_over_its_train_array(runner, model_di
     rows = np.linspace(0, 11, 6).round().astype(int)  # 0 2 4 7 9 11
     expected = features_fd(extract_features(net, train[rows], 3, "cpu"), extract_features(net, test, 3, "cpu"))
     assert report["fd_train_vs_test"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_eval_samples_with_the_sampler_chosen_and_records_only_the_default(runner, model_with_both_priors, image_dir,
+                                                                           feature_net, tmp_path):
+    """--sampler maskgit --steps S measures the MaskGIT prior's samples (as Pipeline.evaluate does), says so, and
+    leaves the folder's record (of the default sampler, the AR prior) alone; bad sampler options are one line."""
+    from tokenizer_cli import Pipeline
+
+    res = evaluate(runner, model_with_both_priors, image_dir, feature_net, tmp_path / "m.json", "--sampler", "maskgit",
+                   "--steps", 1, "--seed", 2)
+    assert res.exit_code == 0, res.output
+    masked = json.loads((tmp_path / "m.json").read_text())
+    assert masked["sampler"] == "MaskGIT prior, 1 step" and "MaskGIT prior, 1 step" in res.stdout
+    assert masked["written_to"] is None and "the sampler options chose how to sample" in res.stderr
+    assert "eval" not in json.loads((model_with_both_priors / "config.json").read_text())
+    api = Pipeline.from_pretrained(model_with_both_priors, device="cpu").evaluate(
+        data=str(image_dir), feature_net=str(feature_net), batch_size=3, seed=2, sampler="maskgit", steps=1)
+    assert api.generation_fd == pytest.approx(masked["generation_fd"], rel=1e-5)
+
+    res = evaluate(runner, model_with_both_priors, image_dir, feature_net, tmp_path / "a.json", "--seed", 2)
+    assert res.exit_code == 0, res.output
+    default = json.loads((tmp_path / "a.json").read_text())
+    assert default["sampler"] == "AR prior" and default["written_to"] is not None
+    assert default["generation_fd"] != pytest.approx(masked["generation_fd"])
+    assert json.loads((model_with_both_priors / "config.json").read_text())["eval"]["sampler"] == "AR prior"
+
+    for extra, message in ((["--sampler", "maskgit", "--steps", 3], "--steps: must be a whole number from 1 to 2"),
+                           (["--steps", "x"], "--steps must be a whole number"),
+                           (["--sampler", "ar", "--steps", 1], "--steps: is an option of the MaskGIT sampler")):
+        res = evaluate(runner, model_with_both_priors, image_dir, feature_net, tmp_path / "bad.json", *extra)
+        assert res.exit_code == 1 and message in res.stderr and "Traceback" not in res.output, res.output
+        assert not (tmp_path / "bad.json").exists()
+
+
+def test_eval_with_a_sampler_the_model_lacks_is_one_line(runner, model_with_prior, image_dir, feature_net, tmp_path):
+    res = evaluate(runner, model_with_prior, image_dir, feature_net, tmp_path / "e.json", "--sampler", "maskgit")
+    assert res.exit_code == 1 and "has no MaskGIT prior (it has: ar" in res.stderr, res.output
+    assert not (tmp_path / "e.json").exists()

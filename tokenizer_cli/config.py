@@ -463,6 +463,7 @@ class EvalResult:
 
     recon_fd: float | None = None
     generation_fd: float | None = None  # None: the model has no prior
+    sampler: str | None = None  # what sampled for generation_fd: "AR prior", "MaskGIT prior, 8 steps"
     mse: float | None = None
     psnr: float | None = None
     ssim: float | None = None

@@ -21,6 +21,7 @@ from .datasets import FASHION, describe, held_out_folder, is_array, load_array, 
 from .fd import ReconstructionQuality, extract_features, features_fd, generated_images
 from .hub import is_shipped, weights_digest
 from .images import DEFAULT_FIT, PictureTally, to_float
+from .inference import sampler_label, sampler_options
 from .progress import Progress, no_progress
 from .quantizers.base import usage_stats
 
@@ -115,13 +116,21 @@ def small_sample_warning(n: int) -> str | None:
 def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = None, feature_net: str = "auto",
                       batch_size: int = 500, seed: int = 0, progress: Progress = no_progress,
                       command: str | None = None, fit: str = DEFAULT_FIT,
-                      tally: PictureTally | None = None) -> EvalResult:
+                      tally: PictureTally | None = None, sampler: str | None = None, steps: int | None = None,
+                      choice_temperature: float | None = None) -> EvalResult:
     """What `mvq eval` measures: reconstruction FD, MSE, PSNR, SSIM and codebook use on `data` (the Fashion-MNIST
     test split or an image folder, its first `limit` images if given, fitted by `fit` and counted in `tally`),
     and the generation FD of as many samples of the prior (seeded by `seed`; None without a prior), in the
-    features of `feature_net` ('auto': the shipped one made for the model's image shape)."""
+    features of `feature_net` ('auto': the shipped one made for the model's image shape). The samples come from
+    `sampler` ("ar" or "maskgit"; by default the AR prior where the model has one, as `mvq sample`), MaskGIT's
+    in `steps` passes with `choice_temperature`; a sampler the model lacks or a bad option is one line
+    (BadArgument) before anything is measured."""
     t0 = time.perf_counter()
     tok, dev = pipe.tokenizer, pipe.device
+    prior, options = None, {}
+    if pipe.priors or sampler is not None:
+        prior = pipe.sampler(sampler)
+        options = sampler_options(prior, steps, choice_temperature)
     if feature_net == "auto":
         feature_net = feature_net_for(tok.cfg.image_size, tok.cfg.channels)
     net, net_info = load_feature_net(feature_net, dev)
@@ -134,13 +143,14 @@ def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = N
         metrics = reconstruction_metrics(tok, images, batch_size, dev, on_batch=bar.advance, on_pair=quality)
     real, recon, ssim_mean = quality.result()
     generation_fd = None
-    if pipe.prior is not None:
-        with progress(f"sample {n:,} images with the prior, their features", n) as bar:
-            batches = generated_images(pipe.prior, tok, n, seed, batch_size=1000, device=dev)
+    if prior is not None:
+        with progress(f"sample {n:,} images with the {sampler_label(prior, options)}, their features", n) as bar:
+            batches = generated_images(prior, tok, n, seed, batch_size=1000, device=dev, **options)
             generated = extract_features(net, batches, batch_size, dev, on_batch=bar.advance)
         generation_fd = features_fd(real, generated)
     return EvalResult(
         recon_fd=features_fd(real, recon), generation_fd=generation_fd, mse=metrics.mse, psnr=metrics.psnr,
+        sampler=None if prior is None else sampler_label(prior, options),
         ssim=ssim_mean, codebook_usage=metrics.codebook_usage, tokens_used=metrics.tokens_used,
         perplexity=metrics.perplexity, images=n, eval_data=describe(data, "test", n),
         fd_train_vs_test=floor_fd(net, data, real, tok.cfg.image_size, tok.cfg.channels, batch_size, dev, progress,
@@ -150,10 +160,10 @@ def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = N
         seconds=round(time.perf_counter() - t0, 1), command=command, warning=small_sample_warning(n))
 
 
-def why_not_recorded(model: str, pipe: Pipeline, limit: int | None) -> str | None:
+def why_not_recorded(model: str, pipe: Pipeline, limit: int | None, sampler_chosen: bool = False) -> str | None:
     """Why an evaluation must not go into the model folder, or None when it may: only a local folder the user
     named, never the installed package data or a Hub cache snapshot, nor a folder a newer mvq wrote, and only
-    measurements of the whole data."""
+    measurements of the whole data with the default sampler (the folder keeps one "eval" record)."""
     keep = "use --json to keep these results"
     folder = pipe.folder
     if folder is None:
@@ -167,6 +177,9 @@ def why_not_recorded(model: str, pipe: Pipeline, limit: int | None) -> str | Non
         pipe.config.check_rewritable()
     except ConfigError as err:
         return f"{folder}/{err} ({keep})"
+    if sampler_chosen:
+        return (f"the sampler options chose how to sample, so nothing is written into {folder} (its stored results "
+                f"are those of the default sampler; {keep})")
     if limit is not None:
         return (f"--limit {limit} measures part of the data, so nothing is written into {folder} (its stored results "
                 f"stay those of a full run; {keep})")

@@ -161,13 +161,15 @@ class ReconstructionQuality:
 
 @torch.inference_mode()
 def generated_images(prior, tokenizer, n: int, seed: int, batch_size: int = 1000,
-                     device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
-    """Sample n token sequences with the prior (one call, seeded), then yield decoded (B, C, H, W) batches.
+                     device: torch.device | str = "cpu", **options) -> Iterator[torch.Tensor]:
+    """Sample n token sequences with the prior (one call, seeded; `options` go to its generate, as MaskGIT's
+    steps), then yield decoded (B, C, H, W) batches.
 
     A class-conditional prior gets the classes in turn (0, 1, ..., 0, 1, ...): a balanced set like the test split.
     """
     labels = torch.arange(n) % prior.cfg.num_classes if prior.cfg.num_classes > 0 else None
-    ids, masks = prior.generate(n, seed=seed, batch_size=batch_size, labels=labels, return_masks=True)  # (n, T)
+    ids, masks = prior.generate(n, seed=seed, batch_size=batch_size, labels=labels, return_masks=True,
+                               **options)  # (n, T)
     tokenizer.eval().to(device)
     g = torch.Generator(device=torch.device(device)).manual_seed(seed)  # MVQ masks drawn from p(m | k) ...
     for start in range(0, n, batch_size):

@@ -50,7 +50,7 @@ class BadCheckpoint(Exception):
 def weights_digest(folder: Path) -> str:
     """Short hash of a model folder's weight files, so a stale "eval" (weights retrained since) can be told apart."""
     h = hashlib.sha256()
-    for name in ("tokenizer.safetensors", "prior.safetensors"):
+    for name in ("tokenizer.safetensors", "prior.safetensors", "prior-maskgit.safetensors"):
         if (folder / name).is_file():
             h.update((folder / name).read_bytes())
     return h.hexdigest()[:16]

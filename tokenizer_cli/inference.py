@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .config import MaskGITConfig
+from .config import MASKGIT_STEPS, MaskGITConfig
 from .data import BadArgument, InputError, SourceDataset, collate_sources
 from .images import DEFAULT_FIT, PictureInfo, PictureTally, to_float, to_uint8
 from .tokenfile import smallest_dtype
@@ -49,6 +49,14 @@ def decode_tokens(tokenizer, ids: np.ndarray, masks: np.ndarray | None = None, b
         if on_batch is not None:
             on_batch(len(chunk))
         yield to_uint8(images.float().cpu())
+
+
+def sampler_label(prior, options: dict) -> str:
+    """What sampled, in words: "AR prior" or "MaskGIT prior, S steps" (S as the sampler will use it)."""
+    if not isinstance(prior.cfg, MaskGITConfig):
+        return "AR prior"
+    steps = options.get("steps") or min(MASKGIT_STEPS, prior.cfg.tokens)
+    return f"MaskGIT prior, {steps} step{'s' if steps > 1 else ''}"
 
 
 def sampler_options(prior, steps: int | None = None, choice_temperature: float | None = None,

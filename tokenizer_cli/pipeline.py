@@ -175,14 +175,17 @@ class Pipeline:
     # ------------------------------------------------------------ measuring
 
     def evaluate(self, data: str = "fashion-mnist", limit: int | None = None, feature_net: str = "auto",
-                 batch_size: int = 500, seed: int = 0, fit: str = DEFAULT_FIT) -> EvalResult:
+                 batch_size: int = 500, seed: int = 0, fit: str = DEFAULT_FIT, sampler: str | None = None,
+                 steps: int | None = None, choice_temperature: float | None = None) -> EvalResult:
         """What `mvq eval` measures (reconstruction FD, MSE, PSNR, SSIM, codebook use, generation FD of the prior
         on as many samples as test images), as an EvalResult; nothing is written. A folder's pictures are fitted
-        by `fit`, with a warning when they do not fit the model."""
+        by `fit`, with a warning when they do not fit the model. `sampler`, `steps`, `choice_temperature`: as
+        in `sample`."""
         from .evaluate import evaluate_pipeline
 
         tally = PictureTally(self.tokenizer.cfg.image_size, fit)
-        result = evaluate_pipeline(self, data, limit, feature_net, batch_size, seed, fit=fit, tally=tally)
+        result = evaluate_pipeline(self, data, limit, feature_net, batch_size, seed, fit=fit, tally=tally,
+                                   sampler=sampler, steps=steps, choice_temperature=choice_temperature)
         self._warn_if_unfit(tally)
         return result
 

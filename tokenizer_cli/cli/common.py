@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
+from ..config import MASKGIT_CHOICE_TEMPERATURE, MASKGIT_STEPS, PRIOR_KINDS
 from ..files import READABLE_TILE
 from ..hub import DEFAULT_MODEL  # noqa: F401  (re-exported: the default of every --model)
 from ..images import FIT_HELP, FITS
@@ -81,6 +82,21 @@ def finite(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"must be a finite number, got {value}")
     return value
+
+
+SamplerOpt = Annotated[str | None, typer.Option("--sampler", metavar="ar|maskgit", callback=one_of(*PRIOR_KINDS), help="ar: the autoregressive prior, one token at a time | maskgit: the MaskGIT prior, parallel decoding in --steps passes. Default: ar where the model has it, else maskgit.")]
+StepsOpt = Annotated[str | None, typer.Option("--steps", metavar="S", help=f"MaskGIT: decoding passes, 1 to T (default: {MASKGIT_STEPS}, or T if smaller).")]
+ChoiceTemperatureOpt = Annotated[float | None, typer.Option("--choice-temperature", min=0.0, callback=finite, help=f"MaskGIT: Gumbel noise on the confidence that picks the tokens kept at each step, annealed to 0 (default {MASKGIT_CHOICE_TEMPERATURE}; 0 keeps the most confident).")]
+
+
+def steps_number(text: str | None) -> int | None:
+    """--steps as a number; its range (1 to T) is checked once the model is loaded."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        fail(f"--steps must be a whole number from 1 to the model's tokens per image, got {text!r}")
 
 
 MaskSamplingOpt = Annotated[str, typer.Option("--mask-sampling", callback=one_of("learned", "uniform"), help="MVQ with sampled masks, where a token has no stored mask: 'learned' (p(m | k) from training) or 'uniform'.")]

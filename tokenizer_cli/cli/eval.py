@@ -25,8 +25,8 @@ from ..datasets import FASHION
 from ..fitting import mismatch_notice
 from ..images import DEFAULT_FIT, PictureTally
 from ..pipeline import load_pipeline
-from .common import (DEFAULT_MODEL, BatchOpt, DeviceOpt, FitOpt, JsonOpt, ModelOpt, SeedOpt, console, fail,
-                     pick_device, progress_bar, warn)
+from .common import (DEFAULT_MODEL, BatchOpt, ChoiceTemperatureOpt, DeviceOpt, FitOpt, JsonOpt, ModelOpt,
+                     SamplerOpt, SeedOpt, StepsOpt, console, fail, pick_device, progress_bar, steps_number, warn)
 
 if TYPE_CHECKING:
     from ..config import EvalResult
@@ -42,16 +42,25 @@ def eval_cmd(
     batch_size: BatchOpt = 500,
     seed: SeedOpt = 0,
     no_write: Annotated[bool, typer.Option("--no-write", help="Do not write the results into the model folder.")] = False,
+    sampler: SamplerOpt = None,
+    steps: StepsOpt = None,
+    choice_temperature: ChoiceTemperatureOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Measure a model: reconstruction FD, MSE, PSNR, SSIM, codebook use, and generation FD of its prior."""
+    """Measure a model: reconstruction FD, MSE, PSNR, SSIM, codebook use, and generation FD of its prior.
+
+    Generation FD samples as many images as it measures, with the AR prior where the model has one, or the
+    sampler you choose (--sampler maskgit --steps 8). Only an evaluation of the whole data with the default
+    sampler is written into the model folder."""
     from ..evaluate import evaluate_pipeline, why_not_recorded
     from ..hub import update_records
 
     dev = pick_device(device)
     files.check_writable(json_out)
+    steps_n = steps_number(steps)
     pipe = load_pipeline(model, dev)
-    skip_reason = None if no_write else why_not_recorded(model, pipe, limit)
+    chosen = sampler is not None or steps_n is not None or choice_temperature is not None
+    skip_reason = None if no_write else why_not_recorded(model, pipe, limit, chosen)
     write_into = not no_write and skip_reason is None
     if write_into:
         try:
@@ -61,7 +70,8 @@ def eval_cmd(
                  "print them")
     pictures = PictureTally(pipe.tokenizer.cfg.image_size, fit)
     result = evaluate_pipeline(pipe, data, limit, feature_net, batch_size, seed, progress=progress_bar,
-                               command="mvq " + shlex.join(sys.argv[1:]), fit=fit, tally=pictures)
+                               command="mvq " + shlex.join(sys.argv[1:]), fit=fit, tally=pictures,
+                               sampler=sampler, steps=steps_n, choice_temperature=choice_temperature)
     warn(mismatch_notice(pictures, pipe.tokenizer.cfg.channels, model))
     _print(model, result)
     warn(result.warning)
@@ -96,6 +106,7 @@ def _print(model: str, r: EvalResult) -> None:
         ("feature net (FD)", r.feature_net),
         ("reconstruction FD", num(r.recon_fd, ".4g")),
         ("generation FD", num(r.generation_fd, ".4g") if r.generation_fd is not None else "- (no prior)"),
+        ("sampled by", r.sampler or "-"),
         ("FD real train vs test (floor)", num(r.fd_train_vs_test, ".4g") if r.fd_train_vs_test is not None
          else "- (no train split beside the data)"),
         ("MSE ([-1, 1] pixels)", num(r.mse, ".5f")),

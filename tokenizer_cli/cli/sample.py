@@ -9,25 +9,15 @@ from typing import Annotated
 import typer
 
 from .. import files
-from ..config import MASKGIT_CHOICE_TEMPERATURE, MASKGIT_STEPS, PRIOR_KINDS
 from ..pipeline import load_pipeline
 from ..tokenfile import make_manifest, manifest_path, masks_path, save_tokens
-from .common import (DEFAULT_MODEL, DeviceOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt, ScaleOpt, SeedOpt,
-                     console, fail, finite, one_of, pick_device, progress_bar)
+from .common import (DEFAULT_MODEL, ChoiceTemperatureOpt, DeviceOpt, MaskTemperatureOpt, ModelOpt, OverwriteOpt,
+                     SamplerOpt, ScaleOpt, SeedOpt, StepsOpt, console, fail, finite, one_of, pick_device,
+                     progress_bar, steps_number)
 from .decode import write_images
 from .encode import refuse_existing
 
 MAX_SAMPLES = 1_000_000  # the tokens (and their manifest) are held in memory; images are streamed
-
-
-def _steps(text: str | None) -> int | None:
-    """--steps as a number; its range (1 to T) is checked once the model is loaded."""
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        fail(f"--steps must be a whole number from 1 to the model's tokens per image, got {text!r}")
 
 
 def sample(
@@ -45,9 +35,9 @@ def sample(
     tokens_out: Annotated[Path | None, typer.Option("--tokens-out", help="Also write the sampled tokens (.npy + .json, and the drawn masks for MVQ with sampled masks).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=65536, help="Images sampled and decoded at a time.")] = 1024,
     graph: Annotated[bool, typer.Option("--graph", help="AR prior: run each sampling step as one compiled graph (torch.compile 'reduce-overhead': CUDA graphs on a GPU); the same tokens as without, after a compile of seconds to a minute.")] = False,
-    sampler: Annotated[str | None, typer.Option("--sampler", metavar="ar|maskgit", callback=one_of(*PRIOR_KINDS), help="ar: the autoregressive prior, one token at a time | maskgit: the MaskGIT prior, parallel decoding in --steps passes. Default: ar where the model has it, else maskgit.")] = None,
-    steps: Annotated[str | None, typer.Option("--steps", metavar="S", help=f"MaskGIT: decoding passes, 1 to T (default: {MASKGIT_STEPS}, or T if smaller).")] = None,
-    choice_temperature: Annotated[float | None, typer.Option("--choice-temperature", min=0.0, callback=finite, help=f"MaskGIT: Gumbel noise on the confidence that picks the tokens kept at each step, annealed to 0 (default {MASKGIT_CHOICE_TEMPERATURE}; 0 keeps the most confident).")] = None,
+    sampler: SamplerOpt = None,
+    steps: StepsOpt = None,
+    choice_temperature: ChoiceTemperatureOpt = None,
     guidance_scale: Annotated[float, typer.Option("--guidance-scale", min=0.0, callback=finite, help="MaskGIT with --class: classifier-free guidance scale (0: off).")] = 0.0,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
@@ -60,7 +50,7 @@ def sample(
     or the model's p(m | k) (--mask-sampling, --mask-temperature)."""
     import torch
 
-    from ..inference import decode_tokens, sample_tokens, sampler_options
+    from ..inference import decode_tokens, sample_tokens, sampler_label, sampler_options
 
     if out.suffix.lower() != ".png":
         fail(f"--out must name a .png file, got {out}")
@@ -71,14 +61,14 @@ def sample(
     if images_dir is not None and images_dir.is_dir() and any(images_dir.glob("*.png")) and not overwrite:
         fail(f"{images_dir} already holds PNG files (pass --overwrite to replace them)")
     files.check_writable(out, *tokens_files, folders=[images_dir])
-    steps_number = _steps(steps)
+    steps_n = steps_number(steps)
     dev = pick_device(device)
     if dev.type == "cpu" and n <= 256:  # small ops: waking a second thread costs more than it saves
         torch.set_num_threads(1)
     pipe = load_pipeline(model, dev, need_prior=True)
     tok = pipe.tokenizer
     prior = pipe.sampler(sampler)
-    options = sampler_options(prior, steps_number, choice_temperature, guidance_scale, graph)
+    options = sampler_options(prior, steps_n, choice_temperature, guidance_scale, graph)
 
     t0 = time.perf_counter()
     try:
@@ -100,7 +90,6 @@ def sample(
                                  tokenizer_id=pipe.tokenizer_id, num_masks=tok.num_masks)
         save_tokens(tokens_out, ids, manifest, overwrite, masks=masks)
         console.print(f"wrote {tokens_out}")
-    how = f"MaskGIT prior, {options['steps'] or min(MASKGIT_STEPS, ids.shape[1])} steps" if "steps" in options \
-        else "AR prior"
+    how = sampler_label(prior, options)
     console.print(f"sampled {n} images x {ids.shape[1]} tokens ({how}) on {dev}: tokens {t_tokens * 1000:.1f} ms "
                   f"({t_tokens / n * 1000:.3f} ms/image), with decoding {t_total * 1000:.1f} ms")
