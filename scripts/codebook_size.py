@@ -73,10 +73,11 @@ class Row:
 
 
 def rows() -> list[Row]:
-    """In the order they are run: FSQ and VQ first (the paper's figure), then VQ without restarts, then MVQ."""
+    """In the order they are run: FSQ and VQ first (the paper's figure), then VQ without restarts at the sizes
+    where collapse is expected, MVQ, and the small sizes of VQ without restarts last."""
     sizes = (6, 8, 10, 12, 14)
-    return ([Row("fsq", b) for b in sizes] + [Row("vq", b) for b in sizes] + [Row("vqplain", b) for b in sizes]
-            + [Row("mvq", b) for b in (6, 8, 10)])
+    return ([Row("fsq", b) for b in sizes] + [Row("vq", b) for b in sizes] + [Row("vqplain", b) for b in (14, 12, 10)]
+            + [Row("mvq", b) for b in (6, 8, 10)] + [Row("vqplain", b) for b in (8, 6)])
 
 
 @dataclass
@@ -197,7 +198,7 @@ def write_report(st: Settings) -> None:
              f"{st.prior_steps} steps, sampled in {EVAL_STEPS} steps)", "",
              "| run | quantizer | codebook | used | usage | perplexity | MSE | PSNR dB | recon FD | gen FD |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
+    for r in sorted(results, key=lambda r: (list(FAMILIES).index(r["family"]), r["bits"])):
         lines.append(f"| {r['name']} | {FAMILIES[r['family']]} | {r['vocab']:,} | {fmt(r['tokens_used'], ',')} | "
                      f"{fmt(r['usage'], '.1%')} | {fmt(r['perplexity'], ',.0f')} | {fmt(r['mse'], '.4f')} | "
                      f"{fmt(r['psnr'], '.2f')} | {fmt(r['recon_fd'], '.1f')} | {fmt(r['generation_fd'], '.1f')} |")

@@ -51,7 +51,7 @@ def cpu_name() -> str:
 
 
 def measure_model(label: str, model: str, steps: list[int], n: int, repeats: int, data: str,
-                  known: list[dict] | None = None) -> list[dict]:
+                  known: list[dict] | None = None, choice_temperature: float | None = None) -> list[dict]:
     """FD and times of every sampler of one model; with `known` (rows measured before: --time-only), their FDs
     are kept and only the times measured."""
     dev = torch.device("cpu")
@@ -62,7 +62,8 @@ def measure_model(label: str, model: str, steps: list[int], n: int, repeats: int
     T = tok.tokens_per_image
     net, _ = load_feature_net(feature_net_for(tok.cfg.image_size, tok.cfg.channels), dev)
     real = extract_features(net, load_images(data, "test", tok.cfg.image_size, tok.cfg.channels, n), 500, dev)
-    samplers = [("AR", pipe.prior, {})] + [(f"MaskGIT S={s}", pipe.maskgit_prior, {"steps": s})
+    extra = {} if choice_temperature is None else {"choice_temperature": choice_temperature}
+    samplers = [("AR", pipe.prior, {})] + [(f"MaskGIT S={s}", pipe.maskgit_prior, {"steps": s, **extra})
                                            for s in sorted({min(s, T) for s in steps})]
     rows = []
     for name, prior, options in samplers:
@@ -75,7 +76,8 @@ def measure_model(label: str, model: str, steps: list[int], n: int, repeats: int
         fd = features_fd(real, gen)
         print(f"{label} {name}: generation FD {fd:.2f} ({time.perf_counter() - t0:.0f} s)", flush=True)
         rows.append({"label": label, "model": model, "tokens": T, "vocab": tok.vocab_size, "sampler": name,
-                     "steps": options.get("steps"), "generation_fd": fd, "samples": len(gen)})
+                     "steps": options.get("steps"), "choice_temperature": options.get("choice_temperature"),
+                     "generation_fd": fd, "samples": len(gen)})
     if repeats == 0:
         return rows
     for batch in (1, 64):  # timed in turns: every sampler once per round, the median over rounds
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--out", type=Path, default=Path("results/maskgit"))
+    ap.add_argument("--choice-temperature", type=float, default=None, help="MaskGIT rows: this instead of the default")
     ap.add_argument("--time-only", action="store_true", help="keep the FDs of OUT/steps.json, measure the times")
     a = ap.parse_args(argv)
     old = {}
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         label = label or Path(model).name
         known = [r for r in rows if r["label"] == label] if a.time_only else None
         rows = [r for r in rows if r["label"] != label] + measure_model(label, model, a.steps, a.n, a.repeats, a.data,
-                                                                        known)
+                                                                        known, a.choice_temperature)
     meta = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "command": "python scripts/maskgit_steps.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     write_report(a.out, rows, meta)
