@@ -119,10 +119,12 @@ def grid(image_size: int = 28) -> list[Spec]:
 
 
 def ablations() -> list[Spec]:
-    """MVQ variants at K=16 (run only when named in --only). Sampled masks: one mask per image, the
+    """MVQ variants at K=16 (run only when named in --only). Sampled masks: more mask bits (g=6, 8: 63 and 255
+    masks, the lever of the author's code, whose VQ autoencoder draws 256 hypotheses per code), one mask per image, the
     straight-through cut instead of the decoder's gradient into the winner, MH-Dropout's hypothesis form,
     subset ratios 1.0 and 0.75. Joint tokens: subset ratio 0.5 / 0.25, winner 'code', fewer masks."""
-    return [Spec("mvq-k16g4-image-t2", "mvq", 2, K=16, g=4, group="ablation", scope="image"),
+    return [Spec(f"mvq-k16g{g}-t2", "mvq", 2, K=16, g=g, group="ablation") for g in (6, 8)] + [
+            Spec("mvq-k16g4-image-t2", "mvq", 2, K=16, g=4, group="ablation", scope="image"),
             Spec("mvq-k16g4-image-t5", "mvq", 5, K=16, g=4, group="ablation", scope="image"),
             Spec("mvq-k16g4-st-t2", "mvq", 2, K=16, g=4, group="ablation", gradient="straight-through"),
             Spec("mvq-k16g4-mhd-t2", "mvq", 2, K=16, g=4, group="ablation", form="mhd"),
