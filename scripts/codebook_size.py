@@ -139,7 +139,9 @@ def run_row(st: Settings, row: Row, dry: bool) -> bool:
         if not run(prior_cmd(st, row, resume), dry, f"{row.name}: train MaskGIT prior"):
             return False
     ev = read_json(d / "eval.json")
-    if ev and ev.get("generation_fd") is not None and ev.get("weights_sha256") == weights_of(d):
+    if ev and ev.get("generation_fd") is not None and ev.get("weights_sha256") == weights_of(d) \
+            and ("--limit" in ev.get("command", "")) == bool(st.eval_limit) \
+            and (not st.eval_limit or ev.get("images", 0) <= st.eval_limit):
         return True
     return run(eval_cmd(st, row), dry, f"{row.name}: eval")
 
@@ -179,6 +181,9 @@ def collect(st: Settings) -> list[dict]:
                     "perplexity": ev.get("perplexity"), "mse": ev.get("mse"), "psnr": ev.get("psnr"),
                     "recon_fd": ev.get("recon_fd"), "generation_fd": ev.get("generation_fd"),
                     "images": ev.get("images"), "sampler": f"maskgit, {EVAL_STEPS} steps",
+                    "steps": cfg.training.steps if cfg and cfg.training else None,
+                    "prior_steps": (cfg.maskgit_prior_training.steps
+                                    if cfg and cfg.maskgit_prior_training else None),
                     "tokenizer_seconds": cfg.training.seconds if cfg and cfg.training else None,
                     "prior_seconds": (cfg.maskgit_prior_training.seconds
                                       if cfg and cfg.maskgit_prior_training else None)})
@@ -192,18 +197,20 @@ def fmt(v, spec: str) -> str:
 def write_report(st: Settings) -> None:
     results = collect(st)
     st.out.mkdir(parents=True, exist_ok=True)
-    (st.out / "results.json").write_text(json.dumps({"steps": st.steps, "prior_steps": st.prior_steps,
-                                                     "rows": results}, indent=1) + "\n")
-    lines = [f"# Codebook size on the 7x7 grid of Fashion-MNIST ({st.steps} tokenizer steps, MaskGIT prior "
-             f"{st.prior_steps} steps, sampled in {EVAL_STEPS} steps)", "",
-             "| run | quantizer | codebook | used | usage | perplexity | MSE | PSNR dB | recon FD | gen FD |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    (st.out / "results.json").write_text(json.dumps({"rows": results}, indent=1) + "\n")
+    steps = sorted({(r["steps"], r["prior_steps"]) for r in results}, key=str)
+    trained = "; ".join(f"{a} tokenizer steps, MaskGIT prior {b} steps" for a, b in steps) or "nothing yet"
+    lines = [f"# Codebook size on the 7x7 grid of Fashion-MNIST ({trained}; sampled in {EVAL_STEPS} steps)", "",
+             "Usage and perplexity of the tokens of the test images; generation FD of as many MaskGIT samples.", "",
+             "| run | quantizer | codebook | used | usage | perplexity | MSE | PSNR dB | recon FD | gen FD | images |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (list(FAMILIES).index(r["family"]), r["bits"])):
         lines.append(f"| {r['name']} | {FAMILIES[r['family']]} | {r['vocab']:,} | {fmt(r['tokens_used'], ',')} | "
                      f"{fmt(r['usage'], '.1%')} | {fmt(r['perplexity'], ',.0f')} | {fmt(r['mse'], '.4f')} | "
-                     f"{fmt(r['psnr'], '.2f')} | {fmt(r['recon_fd'], '.1f')} | {fmt(r['generation_fd'], '.1f')} |")
+                     f"{fmt(r['psnr'], '.2f')} | {fmt(r['recon_fd'], '.1f')} | {fmt(r['generation_fd'], '.1f')} | "
+                     f"{fmt(r['images'], ',')} |")
     (st.out / "results.md").write_text("\n".join(lines) + "\n")
-    for key, title, path in (("usage", "codebook usage on the 10,000 test images", "usage_vs_size.png"),
+    for key, title, path in (("usage", "codebook usage on the test images", "usage_vs_size.png"),
                              ("generation_fd", f"generation FD (MaskGIT, {EVAL_STEPS} steps)", "fd_vs_size.png"),
                              ("recon_fd", "reconstruction FD", "recon_fd_vs_size.png")):
         points = [{"quantizer": r["family"], "x": r["vocab"], "y": r[key], "label": ""} for r in results]

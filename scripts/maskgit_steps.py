@@ -50,6 +50,10 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def machine() -> str:
+    return f"{cpu_name()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
+
+
 def measure_model(label: str, model: str, steps: list[int], n: int, repeats: int, data: str,
                   known: list[dict] | None = None, choice_temperature: float | None = None) -> list[dict]:
     """FD and times of every sampler of one model; with `known` (rows measured before: --time-only), their FDs
@@ -57,17 +61,17 @@ def measure_model(label: str, model: str, steps: list[int], n: int, repeats: int
     dev = torch.device("cpu")
     pipe = load_pipeline(model, dev)
     tok = pipe.tokenizer
-    if pipe.prior is None or pipe.maskgit_prior is None:
-        raise SystemExit(f"{model}: needs both an AR prior and a MaskGIT prior (it has: {', '.join(pipe.priors)})")
     T = tok.tokens_per_image
     net, _ = load_feature_net(feature_net_for(tok.cfg.image_size, tok.cfg.channels), dev)
     real = extract_features(net, load_images(data, "test", tok.cfg.image_size, tok.cfg.channels, n), 500, dev)
     extra = {} if choice_temperature is None else {"choice_temperature": choice_temperature}
-    samplers = [("AR", pipe.prior, {})] + [(f"MaskGIT S={s}", pipe.maskgit_prior, {"steps": s, **extra})
+    note = "" if choice_temperature is None else f" ct={choice_temperature:g}"
+    samplers = [("AR", pipe.prior, {})] + [(f"MaskGIT S={s}{note}", pipe.maskgit_prior, {"steps": s, **extra})
                                            for s in sorted({min(s, T) for s in steps})]
     rows = []
     for name, prior, options in samplers:
-        kept = next((r for r in known or [] if r["sampler"] == name), None)
+        kept = next((r for r in known or [] if r["sampler"] == name and r.get("data") == data
+                     and r.get("samples") == len(real)), None)  # measured the same way, else measured again
         if kept is not None:
             rows.append(kept)
             continue
@@ -76,27 +80,30 @@ def measure_model(label: str, model: str, steps: list[int], n: int, repeats: int
         fd = features_fd(real, gen)
         print(f"{label} {name}: generation FD {fd:.2f} ({time.perf_counter() - t0:.0f} s)", flush=True)
         rows.append({"label": label, "model": model, "tokens": T, "vocab": tok.vocab_size, "sampler": name,
+                     "quantizer": tok.cfg.quantizer.kind, "data": data,
                      "steps": options.get("steps"), "choice_temperature": options.get("choice_temperature"),
                      "generation_fd": fd, "samples": len(gen)})
     if repeats == 0:
         return rows
+    classes = pipe.prior.cfg.num_classes
     for batch in (1, 64):  # timed in turns: every sampler once per round, the median over rounds
+        labels = {"labels": torch.arange(batch) % classes} if classes else {}
         times: dict[str, list[float]] = {r["sampler"]: [] for r in rows}
-        for _, prior, options in samplers:
-            time_generate(prior, batch, 1, **options)  # warm-up
-        for _ in range(repeats):
+        for _ in range(repeats):  # time_generate warms each up before it times it
             for name, prior, options in samplers:
-                times[name].append(time_generate(prior, batch, 1, **options) / batch)
+                times[name].append(time_generate(prior, batch, 1, **options, **labels) / batch)
         for r in rows:
             ts = sorted(times[r["sampler"]])
             r[f"ms_per_image_b{batch}"] = ts[len(ts) // 2] * 1000
+            r["timed_on"] = machine()
     return rows
 
 
 def write_report(out: Path, rows: list[dict], meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "steps.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
-    lines = [f"# MaskGIT steps against AR ({meta['cpu']}, {meta['threads']} thread(s), torch {meta['torch']})", "",
+    timed_on = sorted({r["timed_on"] for r in rows if r.get("timed_on")})
+    lines = [f"# MaskGIT steps against AR (times: {'; '.join(timed_on) or 'not measured'})", "",
              "Generation FD of as many samples as test images (seed 0) in the shipped feature net; token-sampling "
              "time per image, median of the runs, samplers of a model timed in turns. Speed-up: the model's AR "
              "time over this sampler's.", "",
@@ -127,10 +134,11 @@ def write_report(out: Path, rows: list[dict], meta: dict) -> None:
                      f"{b1['generation_fd']:.1f} | {ms(b1, 1, '.2f')} | {up(ref, b1, 1)} | "
                      f"{b64['label']} {b64['sampler']} | {ms(b64, 64, '.3f')} | {up(ref, b64, 64)} |")
     (out / "steps.md").write_text("\n".join(lines) + "\n")
-    kinds = {}  # a colour per model, from the plot's palette keys
+    kinds = {}  # a colour per model, from the plot's palette keys; the legend names the models
     palette = ["vq", "fsq", "mvq", "mvq-joint", "vqplain"]
     for r in rows:
         kinds.setdefault(r["label"], palette[len(kinds) % len(palette)])
+    legend = {key: label for label, key in kinds.items()}
 
     def short(r: dict) -> str:
         return f"{r['label']} {'AR' if r['steps'] is None else r['steps']}"
@@ -138,11 +146,11 @@ def write_report(out: Path, rows: list[dict], meta: dict) -> None:
     steps_pts = [{"quantizer": kinds[r["label"]], "x": r["steps"] or r["tokens"], "y": r["generation_fd"],
                   "label": short(r)} for r in rows]
     scatter_png(out / "fd_vs_steps.png", steps_pts, "decoding passes (MaskGIT: S; AR: T, one per token)",
-                "generation FD", "Generation FD against decoding passes", log_x=True)
+                "generation FD", "Generation FD against decoding passes", log_x=True, legend=legend)
     time_pts = [{"quantizer": kinds[r["label"]], "x": r["ms_per_image_b1"], "y": r["generation_fd"],
                  "label": short(r)} for r in timed]
     scatter_png(out / "fd_vs_time.png", time_pts, "ms per image at batch 1 (token sampling)", "generation FD",
-                "Generation FD against sampling time", log_x=True)
+                "Generation FD against sampling time", log_x=True, legend=legend)
     print(f"wrote {out / 'steps.md'}, steps.json, fd_vs_steps.png, fd_vs_time.png")
 
 
@@ -157,19 +165,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--choice-temperature", type=float, default=None, help="MaskGIT rows: this instead of the default")
     ap.add_argument("--time-only", action="store_true", help="keep the FDs of OUT/steps.json, measure the times")
     a = ap.parse_args(argv)
-    old = {}
-    if (a.out / "steps.json").is_file():
-        old = json.loads((a.out / "steps.json").read_text())
-    rows = old.get("rows", [])
+    specs = []
     for spec in a.models:
         label, _, model = spec.rpartition("=")
-        label = label or Path(model).name
+        specs.append((label or model, model))
+    labels = [label for label, _ in specs]
+    if len(set(labels)) < len(labels):
+        raise SystemExit(f"two models have the same label ({', '.join(sorted(set(x for x in labels if labels.count(x) > 1)))}): "
+                         "name them LABEL=MODEL")
+    for label, model in specs:  # every model checked before anything is measured
+        pipe = load_pipeline(model, torch.device("cpu"))
+        if pipe.prior is None or pipe.maskgit_prior is None:
+            raise SystemExit(f"{model}: needs both an AR prior and a MaskGIT prior (it has: {', '.join(pipe.priors)})")
+    rows = []
+    if (a.out / "steps.json").is_file():
+        rows = json.loads((a.out / "steps.json").read_text()).get("rows", [])
+    meta = {"command": "python scripts/maskgit_steps.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    for label, model in specs:
         known = [r for r in rows if r["label"] == label] if a.time_only else None
         rows = [r for r in rows if r["label"] != label] + measure_model(label, model, a.steps, a.n, a.repeats, a.data,
                                                                         known, a.choice_temperature)
-    meta = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "command": "python scripts/maskgit_steps.py " + " ".join(sys.argv[1:] if argv is None else argv)}
-    write_report(a.out, rows, meta)
+        write_report(a.out, rows, meta)  # after each model: a failure later loses nothing measured
     return 0
 
 

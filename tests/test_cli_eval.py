@@ -198,3 +198,46 @@ def test_eval_with_a_sampler_the_model_lacks_is_one_line(runner, model_with_prio
     res = evaluate(runner, model_with_prior, image_dir, feature_net, tmp_path / "e.json", "--sampler", "maskgit")
     assert res.exit_code == 1 and "has no MaskGIT prior (it has: ar" in res.stderr, res.output
     assert not (tmp_path / "e.json").exists()
+
+
+def test_eval_of_a_maskgit_only_model_records_its_sampler_and_a_retrained_prior_drops_it(runner, image_dir,
+                                                                                          feature_net, tmp_path):
+    from conftest import tiny_maskgit_prior, tiny_tokenizer
+    from tokenizer_cli.hub import save_pipeline, weights_digest
+
+    folder = tmp_path / "maskgit-only"
+    tok = tiny_tokenizer()
+    save_pipeline(folder, tok, maskgit_prior=tiny_maskgit_prior(tok.vocab_size, 2))
+    res = evaluate(runner, folder, image_dir, feature_net, tmp_path / "e.json")
+    assert res.exit_code == 0, res.output
+    assert "has no prior" not in res.stderr
+    ev = json.loads((folder / "config.json").read_text())["eval"]
+    assert ev["sampler"] == "MaskGIT prior, 2 steps" and isinstance(ev["generation_fd"], float)
+    assert ev["weights_sha256"] == weights_digest(folder)
+    common = ["--data", image_dir, "--steps", 2, "--layers", 1, "--heads", 2, "--width", 16, "--batch-size", 4,
+              "--device", "cpu"]
+    res = run(runner, "train", "prior", folder, "--kind", "maskgit", *common, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert "eval" not in json.loads((folder / "config.json").read_text())  # its FD was of the prior replaced
+
+
+def test_a_maskgit_prior_trained_beside_an_evaluated_ar_prior_leaves_the_eval_valid(runner, model_with_prior,
+                                                                                     image_dir, feature_net, tmp_path):
+    from tokenizer_cli.hub import weights_digest
+
+    res = evaluate(runner, model_with_prior, image_dir, feature_net, tmp_path / "e.json", "--sampler", "ar")
+    assert res.exit_code == 0, res.output
+    ev = json.loads((model_with_prior / "config.json").read_text())["eval"]  # --sampler ar is the default: kept
+    assert ev["sampler"] == "AR prior" and ev["weights_sha256"] == weights_digest(model_with_prior)
+    res = run(runner, "train", "prior", model_with_prior, "--kind", "maskgit", "--data", image_dir, "--steps", 2,
+              "--layers", 1, "--heads", 2, "--width", 16, "--batch-size", 4, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    kept = json.loads((model_with_prior / "config.json").read_text())["eval"]
+    assert kept == ev and kept["weights_sha256"] == weights_digest(model_with_prior)
+    assert weights_digest(model_with_prior, "maskgit") != weights_digest(model_with_prior, "ar")
+
+
+def test_sampler_options_on_a_model_without_a_prior_are_one_line(runner, model_dir, image_dir, feature_net, tmp_path):
+    res = evaluate(runner, model_dir, image_dir, feature_net, tmp_path / "e.json", "--steps", 2)
+    assert res.exit_code == 1 and "--steps: is an option of the MaskGIT sampler, but the model has no prior" in res.stderr
+    assert not (tmp_path / "e.json").exists()

@@ -172,3 +172,34 @@ def test_joint_mvq_revives_dead_codes():
     for _ in range(60):
         q(cluster)
     assert (q.codebook - 3).norm(dim=1).max() < 10
+
+
+@pytest.mark.parametrize("n", [0, 5, 4096, 9001])
+def test_nearest_codes_in_chunks_picks_what_full_distances_pick(n):
+    from tokenizer_cli.quantizers.base import nearest_codes, squared_distances
+
+    g = torch.Generator().manual_seed(n)
+    z, codes = torch.randn(n, 8, generator=g), torch.randn(300, 8, generator=g)
+    got = nearest_codes(z, codes, chunk=4096)
+    assert got.shape == (n,) and got.dtype == torch.long
+    if n:
+        assert torch.equal(got, squared_distances(z, codes).argmin(1))
+
+
+def test_vq_ema_update_counts_by_index_and_plain_vq_never_restarts():
+    from tokenizer_cli.quantizers.vq import VQ
+
+    torch.manual_seed(0)
+    z = torch.randn(64, 1, 4)
+    for threshold, restarts in ((0.03, True), (0.0, False)):
+        vq = VQ(32, 4, dead_threshold=threshold)
+        vq.train()
+        vq(z)  # data init; most of 32 codes get no latent of a 64-row batch that lies near a few
+        vq.codebook[1:] = 100.0  # every latent now picks code 0: the other 31 die
+        vq.embed_sum[1:] = 100.0 * vq.cluster_size[1:, None]  # (the EMA state that the codebook is made of)
+        for _ in range(400):  # a code is dead once its EMA use is under 3% of a fair share: ~290 steps here
+            vq(z)
+        in_use = vq.nearest(z.reshape(-1, 4)).unique().numel()
+        assert (in_use > 1) == restarts, (threshold, in_use)  # restarts bring dead codes back beside the latents
+        if not restarts:  # the EMA of 64 hits a step, from 32 ones after the data init, over 401 updates
+            assert vq.cluster_size.sum().item() == pytest.approx(64 + (32 - 64) * 0.99**401, rel=1e-4)

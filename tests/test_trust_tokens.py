@@ -126,3 +126,23 @@ def test_an_encode_into_an_output_another_run_is_writing_is_refused_and_touches_
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_a_lock_file_a_killed_run_left_is_reused_and_a_foreign_one_is_left_alone(tmp_path):
+    import os
+
+    from tokenizer_cli import files
+
+    out = tmp_path / "out.npy"
+    lock = tmp_path / ".out.npy.lock"
+    lock.write_text("")  # as a process killed with SIGKILL leaves it: a file, no lock held
+    with files.output_claimed(out):
+        assert lock.exists()
+        lock.unlink()  # removed by hand while we hold it, and another run makes a new one
+        lock.write_text("")
+        other = os.stat(lock).st_ino
+    assert lock.exists() and os.stat(lock).st_ino == other  # ours went, theirs stays
+    lock.unlink()
+    with files.output_claimed(out):
+        pass
+    assert not lock.exists()

@@ -16,12 +16,12 @@ import torch
 
 from .classifier import feature_net_for, load_feature_net
 from .config import ConfigError, EvalResult, ReconstructionMetrics
-from .data import InputError
+from .data import BadArgument, InputError
 from .datasets import FASHION, describe, held_out_folder, is_array, load_array, load_images, train_split_beside
 from .fd import ReconstructionQuality, extract_features, features_fd, generated_images
 from .hub import is_shipped, weights_digest
 from .images import DEFAULT_FIT, PictureTally, to_float
-from .inference import sampler_label, sampler_options
+from .inference import sampler_kind, sampler_label, sampler_options
 from .progress import Progress, no_progress
 from .quantizers.base import usage_stats
 
@@ -131,6 +131,9 @@ def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = N
     if pipe.priors or sampler is not None:
         prior = pipe.sampler(sampler)
         options = sampler_options(prior, steps, choice_temperature)
+    elif steps is not None or choice_temperature is not None:
+        raise BadArgument("steps" if steps is not None else "choice_temperature",
+                          "is an option of the MaskGIT sampler, but the model has no prior")
     if feature_net == "auto":
         feature_net = feature_net_for(tok.cfg.image_size, tok.cfg.channels)
     net, net_info = load_feature_net(feature_net, dev)
@@ -156,7 +159,7 @@ def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = N
         fd_train_vs_test=floor_fd(net, data, real, tok.cfg.image_size, tok.cfg.channels, batch_size, dev, progress,
                                   fit),
         feature_net=feature_net, feature_net_accuracy=net_info.get("test_accuracy"), seed=seed,
-        weights_sha256=weights_digest(pipe.folder) if pipe.folder is not None else None, device=str(dev),
+        weights_sha256=weights_digest(pipe.folder, sampler_kind(prior)) if pipe.folder is not None else None, device=str(dev),
         seconds=round(time.perf_counter() - t0, 1), command=command, warning=small_sample_warning(n))
 
 

@@ -141,7 +141,10 @@ def output_claimed(out: Path, what: str = "mvq") -> Iterator[None]:
     lock = out.parent / f".{out.name}.lock"
     out.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
+        except PermissionError:  # a lock file another user left: flock needs only a read descriptor
+            fd = os.open(lock, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -158,7 +161,11 @@ def output_claimed(out: Path, what: str = "mvq") -> Iterator[None]:
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:  # ours still: one removed by hand may be another's now
+                lock.unlink()
+        except OSError:
+            pass
         os.close(fd)
 
 

@@ -47,10 +47,15 @@ class BadCheckpoint(Exception):
     """A model folder exists but its files cannot be loaded."""
 
 
-def weights_digest(folder: Path) -> str:
-    """Short hash of a model folder's weight files, so a stale "eval" (weights retrained since) can be told apart."""
+def weights_digest(folder: Path, sampler: str | None = None) -> str:
+    """Short hash of the weight files an evaluation of a model folder depends on: the tokenizer and the prior that
+    sampled (`sampler` "ar" or "maskgit"; by default the folder's default sampler: the AR prior where there is
+    one), so that a stale "eval" (weights retrained since) can be told apart and a prior of the other kind
+    trained beside them leaves it valid. For a folder with an AR prior it is the digest mvq always recorded."""
+    if sampler is None:
+        sampler = "ar" if (folder / PRIOR_KINDS["ar"].file).is_file() else "maskgit"
     h = hashlib.sha256()
-    for name in ("tokenizer.safetensors", "prior.safetensors", "prior-maskgit.safetensors"):
+    for name in ("tokenizer.safetensors", PRIOR_KINDS[sampler].file):
         if (folder / name).is_file():
             h.update((folder / name).read_bytes())
     return h.hexdigest()[:16]

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .config import MASKGIT_STEPS, MaskGITConfig
+from .config import MASKGIT_CHOICE_TEMPERATURE, MASKGIT_STEPS, MaskGITConfig
 from .data import BadArgument, InputError, SourceDataset, collate_sources
 from .images import DEFAULT_FIT, PictureInfo, PictureTally, to_float, to_uint8
 from .tokenfile import smallest_dtype
@@ -51,12 +51,22 @@ def decode_tokens(tokenizer, ids: np.ndarray, masks: np.ndarray | None = None, b
         yield to_uint8(images.float().cpu())
 
 
+def sampler_kind(prior) -> str | None:
+    """"ar" or "maskgit": the kind of a prior (None for none)."""
+    if prior is None:
+        return None
+    return "maskgit" if isinstance(prior.cfg, MaskGITConfig) else "ar"
+
+
 def sampler_label(prior, options: dict) -> str:
-    """What sampled, in words: "AR prior" or "MaskGIT prior, S steps" (S as the sampler will use it)."""
-    if not isinstance(prior.cfg, MaskGITConfig):
+    """What sampled, in words: "AR prior" or "MaskGIT prior, S steps" (S as the sampler will use it), with the
+    choice temperature where it is not the default."""
+    if sampler_kind(prior) == "ar":
         return "AR prior"
     steps = options.get("steps") or min(MASKGIT_STEPS, prior.cfg.tokens)
-    return f"MaskGIT prior, {steps} step{'s' if steps > 1 else ''}"
+    choice = options.get("choice_temperature")
+    extra = "" if choice is None or choice == MASKGIT_CHOICE_TEMPERATURE else f", choice temperature {choice:g}"
+    return f"MaskGIT prior, {steps} step{'s' if steps > 1 else ''}{extra}"
 
 
 def sampler_options(prior, steps: int | None = None, choice_temperature: float | None = None,

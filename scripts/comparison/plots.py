@@ -68,8 +68,10 @@ MARGINS = (90, 30, 50, 70)  # left, right, top, bottom
 
 
 def scatter_png(path: Path, points: list[dict], x_label: str, y_label: str, title: str, log_x: bool = False,
-                x_ticks: list[float] | None = None, size: tuple[int, int] = (900, 600)) -> None:
-    """A scatter plot: points are dicts with quantizer, x, y, yerr (or None) and label; one marker per quantizer."""
+                x_ticks: list[float] | None = None, size: tuple[int, int] = (900, 600),
+                legend: dict[str, str] | None = None) -> None:
+    """A scatter plot: points are dicts with quantizer, x, y, yerr (or None) and label; one marker per quantizer,
+    named in the legend by `legend` (by default LABELS)."""
     from PIL import Image, ImageDraw
 
     w, h = size
@@ -95,7 +97,7 @@ def scatter_png(path: Path, points: list[dict], x_label: str, y_label: str, titl
     draw_grid(d, box, xt, yt, px, py, log_x, font)
     draw_axis_labels(img, d, box, h, x_label, y_label, font)
     draw_points(d, pts, px, py, small)
-    draw_legend(d, box, pts, font)
+    draw_legend(d, box, pts, font, legend or LABELS)
     img.save(path, format="PNG")
 
 
@@ -165,16 +167,16 @@ def draw_points(d, pts: list[dict], px, py, small) -> None:
             d.text((X + 9, Y), p["label"], fill=(60, 60, 60), font=small, anchor="lm")
 
 
-def draw_legend(d, box: tuple, pts: list[dict], font) -> None:
+def draw_legend(d, box: tuple, pts: list[dict], font, names: dict[str, str] = LABELS) -> None:
     """One marker and name per quantizer present, in the top right corner."""
     x0, y0, x1, y1 = box
     kinds = [k for k in COLOURS if any(p["quantizer"] == k for p in pts)]
-    width = max((d.textlength(LABELS[k], font=font) for k in kinds), default=60)
+    width = max((d.textlength(names[k], font=font) for k in kinds), default=60)
     lx, ly = x1 - 36 - int(width), y0 + 10  # wide enough for the longest name
     d.rectangle([lx - 8, ly - 6, x1 - 8, ly + 22 * len(kinds) - 2], fill=(255, 255, 255), outline=(150, 150, 150))
     for i, k in enumerate(kinds):
         draw_marker(d, lx + 6, ly + 8 + 22 * i, k)
-        d.text((lx + 20, ly + 8 + 22 * i), LABELS[k], fill=(0, 0, 0), font=font, anchor="lm")
+        d.text((lx + 20, ly + 8 + 22 * i), names[k], fill=(0, 0, 0), font=font, anchor="lm")
 
 
 def plot_points(rows: list[dict], specs: list[Spec], x_key: str) -> list[dict]:

@@ -59,7 +59,8 @@ def eval_cmd(
     files.check_writable(json_out)
     steps_n = steps_number(steps)
     pipe = load_pipeline(model, dev)
-    chosen = sampler is not None or steps_n is not None or choice_temperature is not None
+    default_kind = "ar" if pipe.prior is not None else "maskgit"
+    chosen = sampler not in (None, default_kind) or steps_n is not None or choice_temperature is not None
     skip_reason = None if no_write else why_not_recorded(model, pipe, limit, chosen)
     write_into = not no_write and skip_reason is None
     if write_into:
@@ -75,7 +76,7 @@ def eval_cmd(
     warn(mismatch_notice(pictures, pipe.tokenizer.cfg.channels, model))
     _print(model, result)
     warn(result.warning)
-    if pipe.prior is None:
+    if not pipe.priors:
         console.print("note: the model has no prior, so there is no generation FD (train one with `mvq train prior`)",
                       soft_wrap=True)
     if skip_reason is not None:
