@@ -55,7 +55,8 @@ def machine() -> str:
 
 
 def measure_model(label: str, model: str, steps: list[int], n: int, repeats: int, data: str,
-                  known: list[dict] | None = None, choice_temperature: float | None = None) -> list[dict]:
+                  known: list[dict] | None = None, choice_temperature: float | None = None,
+                  temperature: float | None = None) -> list[dict]:
     """FD and times of every sampler of one model; with `known` (rows measured before: --time-only), their FDs
     are kept and only the times measured."""
     dev = torch.device("cpu")
@@ -66,6 +67,9 @@ def measure_model(label: str, model: str, steps: list[int], n: int, repeats: int
     real = extract_features(net, load_images(data, "test", tok.cfg.image_size, tok.cfg.channels, n), 500, dev)
     extra = {} if choice_temperature is None else {"choice_temperature": choice_temperature}
     note = "" if choice_temperature is None else f" ct={choice_temperature:g}"
+    if temperature is not None:
+        extra["temperature"] = temperature
+        note += f" t={temperature:g}"
     samplers = [("AR", pipe.prior, {})] + [(f"MaskGIT S={s}{note}", pipe.maskgit_prior, {"steps": s, **extra})
                                            for s in sorted({min(s, T) for s in steps})]
     rows = []
@@ -82,6 +86,7 @@ def measure_model(label: str, model: str, steps: list[int], n: int, repeats: int
         rows.append({"label": label, "model": model, "tokens": T, "vocab": tok.vocab_size, "sampler": name,
                      "quantizer": tok.cfg.quantizer.kind, "data": data,
                      "steps": options.get("steps"), "choice_temperature": options.get("choice_temperature"),
+                     "temperature": options.get("temperature"),
                      "generation_fd": fd, "samples": len(gen)})
     if repeats == 0:
         return rows
@@ -163,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--out", type=Path, default=Path("results/maskgit"))
     ap.add_argument("--choice-temperature", type=float, default=None, help="MaskGIT rows: this instead of the default")
+    ap.add_argument("--temperature", type=float, default=None, help="MaskGIT rows: sampling temperature (default 1)")
     ap.add_argument("--time-only", action="store_true", help="keep the FDs of OUT/steps.json, measure the times")
     a = ap.parse_args(argv)
     specs = []
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, model in specs:
         known = [r for r in rows if r["label"] == label] if a.time_only else None
         rows = [r for r in rows if r["label"] != label] + measure_model(label, model, a.steps, a.n, a.repeats, a.data,
-                                                                        known, a.choice_temperature)
+                                                                        known, a.choice_temperature, a.temperature)
         write_report(a.out, rows, meta)  # after each model: a failure later loses nothing measured
     return 0
 
