@@ -101,3 +101,35 @@ def test_maskgit_steps_refuses_two_models_of_one_label_and_a_model_without_both_
     with pytest.raises(SystemExit, match="needs both an AR prior and a MaskGIT prior"):
         steps.main([f"a={model_with_both_priors}", f"b={model_with_prior}", "--out", str(tmp_path)])
     assert not (tmp_path / "steps.json").exists()  # checked before anything was measured
+
+
+def test_ship_prior_adds_a_float16_maskgit_prior_beside_a_shipped_model_and_refuses_another_tokenizer(tmp_path):
+    import shutil
+
+    import torch
+    from safetensors import safe_open
+
+    from conftest import tiny_maskgit_prior, tiny_prior, tiny_tokenizer
+    from tokenizer_cli.hub import read_config, save_pipeline, weights_digest
+
+    weights = tmp_path / "weights"
+    tok = tiny_tokenizer()
+    save_pipeline(weights / "tiny", tok, tiny_prior(tok.vocab_size, 2))
+    run = tmp_path / "run"
+    shutil.copytree(weights / "tiny", run)
+    save_pipeline(run, tok, maskgit_prior=tiny_maskgit_prior(tok.vocab_size, 2))
+    before = weights_digest(weights / "tiny")
+    ship = load_script("ship_prior")
+    assert ship.main([str(run), "tiny", "--weights", str(weights)]) == 0
+    with safe_open(str(weights / "tiny" / "prior-maskgit.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    cfg = read_config(weights / "tiny")
+    assert cfg.maskgit_prior == read_config(run).maskgit_prior and cfg.prior is not None
+    assert weights_digest(weights / "tiny") == before  # the AR prior's evaluation stays valid
+    assert "MaskGIT" in (weights / "tiny" / "README.md").read_text()
+    assert Pipeline.from_pretrained(weights / "tiny").sample_tokens(3, sampler="maskgit", seed=0).ids.shape == (3, 2)
+
+    other = tmp_path / "other"
+    save_pipeline(other, tiny_tokenizer(kind="vq"), maskgit_prior=tiny_maskgit_prior(4, 2))
+    with pytest.raises(SystemExit, match="holds another tokenizer"):
+        ship.main([str(other), "tiny", "--weights", str(weights)])
