@@ -65,12 +65,13 @@ def test_each_image_shape_gets_the_feature_net_trained_on_it():
 
 
 # (tokenizer_id, config_hash) of every shipped model as mvq 0.2.0 computed them from config.json format 2 (one
-# flat quantizer record for every kind), before each kind had its own record: token files record them, so
-# `mvq decode` must keep finding the same values or it refuses the user's token files.
+# flat quantizer record for every kind), before each kind had its own record: token files record them, and
+# `mvq decode` refuses token files whose tokenizer_id it does not find. The config hash also covers the priors,
+# so a prior added to a folder changes it (and only it): those are marked.
 IDENTITIES = {
     "fsq-fmnist-t2": ("a18868cf48ca7cdf", "c1886a7226b616e8"), "fsq-fmnist-t5": ("c0f53e2db33708cd", "dcc63035ffbfc303"),
     "mvq-fmnist-t2": ("b1ab2effaeef209f", "e041767a1a97e16f"), "mvq-fmnist-t5": ("53a23a9f65ae75d8", "62353a1bf608bf8e"),
-    "mvq-fmnist-t8": ("a2f0e8cac51a3f29", "b0f0a675af36405b"),
+    "mvq-fmnist-t8": ("a2f0e8cac51a3f29", "3942f42ee39a84a6"),  # config hash: a MaskGIT prior added in 0.3
     "mvq-joint-clipart-t2": ("0827a013e756d857", "19199051d96a09ba"),
     "mvq-joint-clipart-t5": ("63a96ac49cec4dfd", "c15a637c569d9b68"),
     "mvq-joint-fmnist-t2": ("67beff504c0bc23d", "adc6c47269b81e8c"),
@@ -78,7 +79,7 @@ IDENTITIES = {
     "vq-fmnist-grid49": ("4cac9485272a50a6", "22db52e35378fbcf"),
     "vq-fmnist-k16-t2": ("5a1b2edf8b8c6996", "12e64433a7833278"),
     "vq-fmnist-k16-t5": ("2419a04abd968630", "91ab6a79da0f248b"),
-    "vq-fmnist-t16": ("a81329bf3137a827", "7778546df56265c1"),
+    "vq-fmnist-t16": ("a81329bf3137a827", "e41552ce759db5bc"),  # config hash: a MaskGIT prior added in 0.3
     # shipped in format 3 (one record per quantizer kind), as computed when they were shipped
     "fsq-pictures-t16": ("e87f8d345ccd512d", "cff228aac57f2434"),
     "fsq-pictures-t64": ("09402cd237bb6e4f", "0fe9549d14ca5cbe"),
