@@ -76,7 +76,7 @@ IDENTITIES = {
     "mvq-joint-clipart-t5": ("63a96ac49cec4dfd", "c15a637c569d9b68"),
     "mvq-joint-fmnist-t2": ("67beff504c0bc23d", "adc6c47269b81e8c"),
     "mvq-joint-fmnist-t5": ("e8ac47e56f62e384", "aed09e506a7dc24b"),
-    "vq-fmnist-grid49": ("4cac9485272a50a6", "22db52e35378fbcf"),
+    "vq-fmnist-grid49": ("4cac9485272a50a6", "c5cb6655218fef2f"),  # config hash: a MaskGIT prior added in 0.3
     "vq-fmnist-k16-t2": ("5a1b2edf8b8c6996", "12e64433a7833278"),
     "vq-fmnist-k16-t5": ("2419a04abd968630", "91ab6a79da0f248b"),
     "vq-fmnist-t16": ("a81329bf3137a827", "e41552ce759db5bc"),  # config hash: a MaskGIT prior added in 0.3
