@@ -183,11 +183,14 @@ def test_train_a_maskgit_prior_beside_the_ar_prior(runner, model_dir, image_dir,
     res = run(runner, "train", "prior", model_dir, "--kind", "maskgit", "--min-mask-ratio", 0, *common)
     assert "--min-mask-ratio must be above 0" in one_error_line(res)
     assert (model_dir / "prior.safetensors").read_bytes() == ar_bytes and not (model_dir / "prior-maskgit.safetensors").exists()
-    res = run(runner, "train", "prior", model_dir, "--kind", "maskgit", "--min-mask-ratio", 0.2, *common)
+    res = run(runner, "train", "prior", model_dir, "--label-smoothing", 0, *common, "--overwrite")
+    assert "--label-smoothing is an option of the MaskGIT prior" in one_error_line(res)
+    res = run(runner, "train", "prior", model_dir, "--kind", "maskgit", "--min-mask-ratio", 0.2,
+              "--label-smoothing", 0, *common)
     assert res.exit_code == 0, res.output
     assert "prior-maskgit.safetensors" in res.stderr.replace("\n", "")
     cfg = json.loads((model_dir / "config.json").read_text())
-    assert cfg["maskgit_prior"]["min_mask_ratio"] == 0.2
+    assert cfg["maskgit_prior"]["min_mask_ratio"] == 0.2 and cfg["maskgit_prior"]["label_smoothing"] == 0
     assert cfg["maskgit_prior"]["num_masks"] == 3 and cfg["maskgit_prior"]["n_layer"] == 1  # with a mask head
     assert cfg["maskgit_prior_training"]["steps"] == 3 and cfg["maskgit_prior_training"]["final_loss"] > 0
     assert cfg["prior"] is not None and (model_dir / "prior.safetensors").read_bytes() == ar_bytes

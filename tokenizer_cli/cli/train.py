@@ -189,6 +189,7 @@ def prior(
     checkpoint_every: CkptOpt = 1000,
     resume: ResumeOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the model's prior of this --kind if it has one.")] = False,
+    label_smoothing: Annotated[float | None, typer.Option("--label-smoothing", min=0.0, max=1.0, help="maskgit: label smoothing of the loss on the masked positions (default 0.1, MaskGIT's).")] = None,
     min_mask_ratio: Annotated[float | None, typer.Option("--min-mask-ratio", min=0.0, max=1.0, help="maskgit: each training sequence masks at least this share of its tokens (default 0.45, the FSQ paper's; lower teaches the last decoding steps, where few tokens are left masked).")] = None,
     mask_head: Annotated[bool, typer.Option("--mask-head/--no-mask-head", help="MVQ with sampled masks: the prior also predicts each token's mask from the sequence and its code (otherwise `mvq sample` draws masks from the tokenizer's p(m | k)).")] = True,
     precision: PrecisionOpt = "auto",
@@ -212,8 +213,9 @@ def prior(
         fail(f"{model} is not a model folder (no config.json); train a tokenizer first")
     if n_embd % n_head:
         fail(f"--width {n_embd} must be a multiple of --heads {n_head}")
-    if min_mask_ratio is not None and kind == "ar":
-        fail("--min-mask-ratio is an option of the MaskGIT prior (--kind maskgit)")
+    for flag, value in (("--min-mask-ratio", min_mask_ratio), ("--label-smoothing", label_smoothing)):
+        if value is not None and kind == "ar":
+            fail(f"{flag} is an option of the MaskGIT prior (--kind maskgit)")
     if min_mask_ratio == 0:
         fail("--min-mask-ratio must be above 0 (every training sequence masks at least one token)")
     where = PRIOR_KINDS[kind]
@@ -230,7 +232,8 @@ def prior(
     if distributed.is_main():
         warn(mismatch_notice(pictures, tok.cfg.channels, str(model), remedy=None))
     config_class, model_class = (PriorConfig, Prior) if kind == "ar" else (MaskGITConfig, MaskGITPrior)
-    extra = {} if min_mask_ratio is None else {"min_mask_ratio": min_mask_ratio}
+    extra = {k: v for k, v in (("min_mask_ratio", min_mask_ratio), ("label_smoothing", label_smoothing))
+             if v is not None}
     try:
         pcfg = config_class(vocab_size=tok.vocab_size, tokens=tok.tokens_per_image, n_layer=n_layer, n_head=n_head,
                             n_embd=n_embd, num_classes=10 if classes else 0,
