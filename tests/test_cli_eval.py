@@ -241,3 +241,36 @@ def test_sampler_options_on_a_model_without_a_prior_are_one_line(runner, model_d
     res = evaluate(runner, model_dir, image_dir, feature_net, tmp_path / "e.json", "--steps", 2)
     assert res.exit_code == 1 and "--steps: is an option of the MaskGIT sampler, but the model has no prior" in res.stderr
     assert not (tmp_path / "e.json").exists()
+
+
+def test_eval_without_data_measures_the_held_out_split_of_what_the_model_was_trained_on(runner, feature_net,
+                                                                                         tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from conftest import tiny_tokenizer
+    from tokenizer_cli.config import TrainingRecord
+    from tokenizer_cli.hub import read_config, save_pipeline, write_config
+
+    folder = tmp_path / "m"
+    save_pipeline(folder, tiny_tokenizer())
+    res = run(runner, "eval", "--model", folder, "--feature-net", feature_net, "--device", "cpu")
+    assert res.exit_code == 1 and "records no training data: name the pictures to measure it on" in res.stderr
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 5)):
+        (tmp_path / "set" / split).mkdir(parents=True)
+        np.save(tmp_path / "set" / split / "images.npy", rng.integers(0, 255, (n, 28, 28), dtype=np.uint8))
+    for trained_on, ok in ((tmp_path / "gone" / "train" / "images.npy", False),
+                           (tmp_path / "set" / "train" / "images.npy", True)):
+        cfg = read_config(folder)
+        write_config(folder, dataclasses.replace(cfg, training=TrainingRecord(data=str(trained_on), steps=1)))
+        res = run(runner, "eval", "--model", folder, "--feature-net", feature_net, "--device", "cpu", "--json",
+                  tmp_path / "e.json", "--no-write")
+        if not ok:
+            assert res.exit_code == 1 and f"was trained on {trained_on}, which is not on this machine" in res.stderr
+            assert "Traceback" not in res.output
+            continue
+        assert res.exit_code == 0, res.output
+        report = json.loads((tmp_path / "e.json").read_text())
+        assert report["images"] == 5 and "set/test/images.npy" in report["eval_data"]

@@ -113,13 +113,28 @@ def small_sample_warning(n: int) -> str | None:
             f"{MIN_FD_IMAGES:,} images or more")
 
 
-def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = None, feature_net: str = "auto",
+def default_eval_data(pipe: Pipeline) -> str:
+    """What a model is measured on when no data is named: the held-out split of the data its tokenizer was trained
+    on (Fashion-MNIST's test split, or the test folder or array beside a train one), or one line (BadArgument)
+    naming that data when it is not here."""
+    trained_on = pipe.config.training.data if pipe.config.training is not None else None
+    if trained_on == FASHION:
+        return FASHION
+    held = held_out_folder(trained_on) if trained_on else None
+    if held is not None:
+        return str(held)
+    where = f"was trained on {trained_on}, which is not on this machine" if trained_on else "records no training data"
+    raise BadArgument("data", f"{pipe.source} {where}: name the pictures to measure it on (an image folder, a packed "
+                              "images.npy, or fashion-mnist)")
+
+
+def evaluate_pipeline(pipe: Pipeline, data: str | None = None, limit: int | None = None, feature_net: str = "auto",
                       batch_size: int = 500, seed: int = 0, progress: Progress = no_progress,
                       command: str | None = None, fit: str = DEFAULT_FIT,
                       tally: PictureTally | None = None, sampler: str | None = None, steps: int | None = None,
                       choice_temperature: float | None = None) -> EvalResult:
     """What `mvq eval` measures: reconstruction FD, MSE, PSNR, SSIM and codebook use on `data` (the Fashion-MNIST
-    test split or an image folder, its first `limit` images if given, fitted by `fit` and counted in `tally`),
+    test split or an image folder; None: default_eval_data, its first `limit` images if given, fitted by `fit` and counted in `tally`),
     and the generation FD of as many samples of the prior (seeded by `seed`; None without a prior), in the
     features of `feature_net` ('auto': the shipped one made for the model's image shape). The samples come from
     `sampler` ("ar" or "maskgit"; by default the AR prior where the model has one, as `mvq sample`), MaskGIT's
@@ -127,6 +142,7 @@ def evaluate_pipeline(pipe: Pipeline, data: str = FASHION, limit: int | None = N
     (BadArgument) before anything is measured."""
     t0 = time.perf_counter()
     tok, dev = pipe.tokenizer, pipe.device
+    data = default_eval_data(pipe) if data is None else data
     prior, options = None, {}
     if pipe.priors or sampler is not None:
         prior = pipe.sampler(sampler)

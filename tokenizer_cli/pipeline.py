@@ -174,11 +174,12 @@ class Pipeline:
 
     # ------------------------------------------------------------ measuring
 
-    def evaluate(self, data: str = "fashion-mnist", limit: int | None = None, feature_net: str = "auto",
+    def evaluate(self, data: str | None = None, limit: int | None = None, feature_net: str = "auto",
                  batch_size: int = 500, seed: int = 0, fit: str = DEFAULT_FIT, sampler: str | None = None,
                  steps: int | None = None, choice_temperature: float | None = None) -> EvalResult:
         """What `mvq eval` measures (reconstruction FD, MSE, PSNR, SSIM, codebook use, generation FD of the prior
-        on as many samples as test images), as an EvalResult; nothing is written. A folder's pictures are fitted
+        on as many samples as test images), as an EvalResult; nothing is written. `data` as `mvq eval --data`
+        (None: the test split of the data the model was trained on, where it is here). A folder's pictures are fitted
         by `fit`, with a warning when they do not fit the model. `sampler`, `steps`, `choice_temperature`: as
         in `sample`."""
         from .evaluate import evaluate_pipeline

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 def eval_cmd(
     model: ModelOpt = DEFAULT_MODEL,
-    data: Annotated[str, typer.Option("--data", help=f"'{FASHION}' (its 10,000 test images) or an image folder.")] = FASHION,
+    data: Annotated[str | None, typer.Option("--data", help=f"'{FASHION}' (its 10,000 test images), an image folder or a packed images.npy. Default: the test split of the data the model was trained on, where it is on this machine.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=2, help="Use only the first N images (quick runs).")] = None,
     fit: FitOpt = DEFAULT_FIT,
     feature_net: Annotated[str, typer.Option("--feature-net", help="Classifier folder, or a shipped name, whose features FD uses ('auto': the shipped one made for the model's image shape).")] = "auto",
