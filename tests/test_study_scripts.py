@@ -93,13 +93,14 @@ def test_maskgit_steps_measures_the_fd_mvq_eval_measures(model_with_both_priors,
     assert (out / "fd_vs_steps.png").is_file() and (out / "fd_vs_time.png").is_file()
 
 
-def test_maskgit_steps_refuses_two_models_of_one_label_and_a_model_without_both_priors(model_with_both_priors,
-                                                                                         model_with_prior, tmp_path):
+def test_maskgit_steps_refuses_two_models_of_one_label_and_a_model_without_an_ar_prior(model_with_both_priors,
+                                                                                         model_with_prior, model_dir,
+                                                                                         tmp_path):
     steps = load_script("maskgit_steps")
     with pytest.raises(SystemExit, match="two models have the same label"):
         steps.main([f"x={model_with_both_priors}", f"x={model_with_prior}", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="needs both an AR prior and a MaskGIT prior"):
-        steps.main([f"a={model_with_both_priors}", f"b={model_with_prior}", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="needs an AR prior, the baseline of its rows"):
+        steps.main([f"a={model_with_both_priors}", f"b={model_dir}", "--out", str(tmp_path)])
     assert not (tmp_path / "steps.json").exists()  # checked before anything was measured
 
 
