@@ -173,9 +173,13 @@ def collect(st: Settings) -> list[dict]:
     for row in rows():
         d = st.folder(row)
         ev = read_json(d / "eval.json")
+        cfg = read_model(d)
+        if not ev and tokenizer_done(d):  # no prior or eval yet: the tokenizer's own measures of the test images
+            m = cfg.metrics
+            ev = {"codebook_usage": m.codebook_usage, "tokens_used": m.tokens_used, "perplexity": m.perplexity,
+                  "mse": m.mse, "psnr": m.psnr, "images": m.images}
         if not ev:
             continue
-        cfg = read_model(d)
         out.append({"name": row.name, "family": row.family, "bits": row.bits, "vocab": row.vocab,
                     "usage": ev.get("codebook_usage"), "tokens_used": ev.get("tokens_used"),
                     "perplexity": ev.get("perplexity"), "mse": ev.get("mse"), "psnr": ev.get("psnr"),
@@ -228,13 +232,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--tokenizers-only", action="store_true",
+                    help="train only the tokenizers of the rows chosen (their usage, perplexity and MSE on the test "
+                         "images come with them), without taking the rows' locks: give each copy its own --only")
     a = ap.parse_args(argv)
     st = Settings(a.out, a.steps, a.prior_steps, a.eval_limit)
     chosen = [r for r in rows() if not a.only or any(fnmatch.fnmatch(r.name, p) for p in a.only)]
     if a.list:
         print("\n".join(f"{r.name}  ({r.vocab:,} codes)" for r in chosen))
         return 0
-    if not a.report:
+    if a.tokenizers_only and not a.report:
+        for row in chosen:
+            d = st.folder(row)
+            if not tokenizer_done(d):
+                run(tokenizer_cmd(st, row, (d / "checkpoints" / "latest").is_file()), a.dry_run,
+                    f"{row.name}: train tokenizer")
+    elif not a.report:
         failed = []
         for row in chosen:
             fd = None if a.dry_run else claim(st, row)
