@@ -16,7 +16,7 @@ For each, into OUT/runs/<name>/: `mvq train tokenizer`, `mvq train prior --kind 
 --prior-steps, batch 64), `mvq eval --sampler maskgit --steps 8 --json eval.json` (codebook usage and perplexity
 on the 10,000 test images, MSE, reconstruction FD, generation FD of 10,000 samples). Finished stages are skipped,
 interrupted trainings resume; two copies of this script may run at once (one thread each): a row being worked
-on by one is skipped by the other (a lock file in OUT/locks).
+on by one is skipped by the other (a lock file beside its folder).
 
 Writes OUT/results.md and OUT/results.json (a row per run), OUT/usage_vs_size.png and OUT/fd_vs_size.png.
 """
@@ -24,11 +24,9 @@ Writes OUT/results.md and OUT/results.json (a row per run), OUT/usage_vs_size.pn
 from __future__ import annotations
 
 import argparse
-import fcntl
 import fnmatch
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,10 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 from comparison.plots import scatter_png  # noqa: E402
+
+from tokenizer_cli.data import InputError  # noqa: E402
+from tokenizer_cli.files import output_claimed  # noqa: E402
+from tokenizer_cli.hub import weights_digest  # noqa: E402
 from comparison.runs import PRIOR_SIZE, mvq_command, read_json, read_model, run, tokenizer_done  # noqa: E402
 
 FSQ_LEVELS = {6: (8, 8), 8: (8, 6, 5), 10: (8, 5, 5, 5), 12: (7, 5, 5, 5, 5), 14: (8, 8, 8, 6, 5)}
@@ -139,30 +141,11 @@ def run_row(st: Settings, row: Row, dry: bool) -> bool:
         if not run(prior_cmd(st, row, resume), dry, f"{row.name}: train MaskGIT prior"):
             return False
     ev = read_json(d / "eval.json")
-    if ev and ev.get("generation_fd") is not None and ev.get("weights_sha256") == weights_of(d) \
+    if ev and ev.get("generation_fd") is not None and ev.get("weights_sha256") == weights_digest(d) \
             and ("--limit" in ev.get("command", "")) == bool(st.eval_limit) \
             and (not st.eval_limit or ev.get("images", 0) <= st.eval_limit):
         return True
     return run(eval_cmd(st, row), dry, f"{row.name}: eval")
-
-
-def weights_of(d: Path) -> str:
-    from tokenizer_cli.hub import weights_digest
-
-    return weights_digest(d)
-
-
-def claim(st: Settings, row: Row):
-    """A lock on a row (OUT/locks/NAME.lock, beside the run folders: mvq refuses to overwrite a folder that
-    holds files it did not write), or None when another copy of this script holds it."""
-    (st.out / "locks").mkdir(parents=True, exist_ok=True)
-    fd = os.open(st.out / "locks" / f"{row.name}.lock", os.O_CREAT | os.O_RDWR, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
 
 
 # ---------------------------------------------------------------- report
@@ -250,16 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     elif not a.report:
         failed = []
         for row in chosen:
-            fd = None if a.dry_run else claim(st, row)
-            if fd is None and not a.dry_run:
-                print(f"# {row.name}: another copy of this script is on it, skipped", flush=True)
+            if a.dry_run:
+                run_row(st, row, True)
                 continue
-            try:
-                if not run_row(st, row, a.dry_run):
-                    failed.append(row.name)
-            finally:
-                if fd is not None:
-                    os.close(fd)
+            try:  # the row's lock: `.NAME.lock` beside its folder (the lock `mvq encode` takes on its output)
+                with output_claimed(st.folder(row), "copy of this script"):
+                    if not run_row(st, row, False):
+                        failed.append(row.name)
+            except InputError:
+                print(f"# {row.name}: another copy of this script is on it, skipped", flush=True)
         if failed:
             print(f"# failed: {', '.join(failed)}")
     write_report(st)
