@@ -19,7 +19,7 @@ LAYERS = [
     ("networks", ["quantizers", "quantizers.*", "models", "models.*"]),
     ("loading and saving", ["cards", "hub", "checkpoint", "tokenfile", "datasets", "fitting"]),
     ("inference and measures", ["inference", "partial", "fd", "classifier"]),
-    ("evaluation and training (on a loaded pipeline)", ["evaluate", "explore", "benchmark", "train"]),
+    ("evaluation and training (on a loaded pipeline)", ["evaluate", "explore", "benchmark", "losses", "train"]),
     ("pipeline", ["pipeline", ""]),
     ("CLI", ["cli", "cli.*", "__main__"]),
 ]

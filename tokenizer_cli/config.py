@@ -441,6 +441,18 @@ class TrainingRecord:
     resumed_from: int | None = None  # step the run resumed from (0: from scratch)
     processes: int | None = None  # data-parallel processes
     final_loss: float | None = None  # prior only: nats per token at the last step
+    adversarial_weight: float | None = None  # tokenizer: VQGAN's patch critic term (None: none)
+    adversarial_start: int | None = None  # tokenizer: the step the critic started at
+    feature_weight: float | None = None  # tokenizer: feature distance in a feature net (None: none)
+    feature_net: str | None = None  # tokenizer: that feature net
+    init_from: str | None = None  # tokenizer: the model whose weights it started from (fine-tuning)
+
+    _WRITTEN_WHEN_SET = ("adversarial_weight", "adversarial_start", "feature_weight", "feature_net", "init_from")
+
+    def to_dict(self) -> dict:
+        """As written in config.json: the fields of later versions only where a run set them."""
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if v is not None or k not in self._WRITTEN_WHEN_SET}
     loss_history: list | None = None  # [step, loss] pairs, about 100 per run
 
 

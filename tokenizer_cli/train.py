@@ -27,6 +27,7 @@ from .files import check_writable
 from .hub import ATOMIC_TEMP, MODEL_ENTRIES, is_model_folder, read_config
 from .images import DEFAULT_FIT, PictureTally, to_float
 from .inference import encode_images
+from .losses import ObjectiveConfig, TokenizerObjective
 from .models import MaskGITPrior
 from .models.prior import sequence_loss
 from .progress import Progress, no_progress
@@ -127,7 +128,7 @@ def _run(model: torch.nn.Module, step_loss: Callable[..., tuple[torch.Tensor, di
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         with _autocast(device, cfg.precision):
-            loss, stats = step_loss(net, order.indices(step))
+            loss, stats = step_loss(net, order.indices(step), step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -155,20 +156,27 @@ def _mean_over_ranks(value: torch.Tensor) -> float:
 
 
 def train_tokenizer(model, images: np.ndarray, cfg: TrainConfig, run_dir: Path, device: torch.device,
-                    resume: bool = False, on_step: StepCallback | None = None) -> dict:
-    """Fit a Tokenizer to uint8 images (N, H, W[, C]) by MSE + the quantizer's loss."""
+                    resume: bool = False, on_step: StepCallback | None = None,
+                    objective: ObjectiveConfig | None = None, feature_net=None) -> dict:
+    """Fit a Tokenizer to uint8 images (N, H, W[, C]) by MSE + the quantizer's loss, and the adversarial and
+    feature terms `objective` asks for (`feature_net`: a classifier.Classifier, for the feature distance)."""
     torch.manual_seed(cfg.seed)
     data = torch.from_numpy(np.array(images, dtype=np.uint8))  # a private, writable copy
-    model.to(device)
+    objective = objective or ObjectiveConfig()
+    if objective.adversarial_weight > 0 and distributed.world_size() > 1:
+        raise ValueError("the adversarial loss is not available in data-parallel training yet: train it in one "
+                         "process")
+    trained = TokenizerObjective(model, objective, feature_net).to(device)
+    with_critic = trained.critic is not None
 
-    def step_loss(net, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def step_loss(net, idx: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
         x = to_float(data[idx]).to(device)
-        recon, q = net(x)
-        mse = F.mse_loss(recon.float(), x)
-        return mse + q.loss, {"mse": mse.item(), "usage": q.usage, "perplexity": q.perplexity}
+        # Through the (DDP) wrapper's forward where there is one, so gradients are averaged over ranks.
+        return trained(x, step) if with_critic else trained(x, step, net=net)
 
-    return _run(model, step_loss, len(data), cfg, Path(run_dir), "tokenizer", device, resume, on_step,
-                {"kind": "tokenizer"})
+    # Without a critic the optimizer and the checkpoint hold the tokenizer alone, as they always have.
+    return _run(trained if with_critic else model, step_loss, len(data), cfg, Path(run_dir),
+                "tokenizer-critic" if with_critic else "tokenizer", device, resume, on_step, {"kind": "tokenizer"})
 
 
 def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: TrainConfig, run_dir: Path,
@@ -182,7 +190,7 @@ def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: Train
     lab = torch.from_numpy(labels.astype(np.int64)) if labels is not None else None
     prior.to(device)
 
-    def step_loss(net, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def step_loss(net, idx: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
         y = lab[idx].to(device) if lab is not None else None
         tokens = data[idx].to(device)
         m = mask_data[idx].to(device) if mask_data is not None else None
@@ -251,9 +259,17 @@ def check_prior_out(model: Path, kind: str, resume: bool, overwrite: bool) -> Pa
 
 
 def training_record(cfg: TrainConfig, result: dict, data: str, device: torch.device | str,
-                    command: str | None = None, final_loss: bool = False) -> TrainingRecord:
-    """What config.json keeps of a run: its settings, where it ran, how long, and the loss history."""
-    return TrainingRecord(command=command, data=data, **to_dict(cfg), seconds=round(result["seconds"], 1),
+                    command: str | None = None, final_loss: bool = False, objective: ObjectiveConfig | None = None,
+                    feature_net: str | None = None, init_from: str | None = None) -> TrainingRecord:
+    """What config.json keeps of a run: its settings, where it ran, how long, and the loss history (and, for a
+    tokenizer, the terms of its objective beyond MSE and the model it started from)."""
+    extra: dict = {}
+    if objective is not None and objective.adversarial_weight:
+        extra.update(adversarial_weight=objective.adversarial_weight, adversarial_start=objective.adversarial_start)
+    if objective is not None and objective.feature_weight:
+        extra.update(feature_weight=objective.feature_weight, feature_net=feature_net)
+    return TrainingRecord(command=command, data=data, **to_dict(cfg), **extra, init_from=init_from,
+                          seconds=round(result["seconds"], 1),
                           device=str(device), resumed_from=result["resumed_from"],
                           processes=distributed.world_size(), loss_history=result["history"],
                           final_loss=round(result["loss"], 4) if final_loss else None)

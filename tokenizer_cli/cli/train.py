@@ -11,6 +11,7 @@ from typing import Annotated, Callable
 import typer
 
 from ..config import PRIOR_KINDS, QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
+from ..losses import ObjectiveConfig
 from ..datasets import FASHION, array_shape, is_array, load_images, look_at_pictures
 from ..fitting import mismatch_notice
 from ..hub import save_pipeline, swap_in
@@ -53,6 +54,7 @@ def checkpoint_note(run_dir: Path, unwritten: str) -> Callable[[], str]:
 @app.command("tokenizer", no_args_is_help=True)
 @cli_command
 def tokenizer(
+    ctx: typer.Context,
     out: OutArg,
     data: DataOpt = FASHION,
     quantizer: Annotated[str, typer.Option("--quantizer", "-q", callback=one_of(*QUANTIZER_KINDS), help="vq | fsq | mvq (Masked VQ, the paper's reading: a token is a code id, its mask a sampled hypothesis) | mvq-joint (Masked VQ with the mask in the token: vocabulary K*M).")] = "mvq",
@@ -84,6 +86,11 @@ def tokenizer(
     checkpoint_every: CkptOpt = 500,
     resume: ResumeOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    adversarial_weight: Annotated[float, typer.Option("--adversarial-weight", min=0.0, max=100.0, help="VQGAN's adversarial patch loss: a small PatchGAN critic (hinge loss) trained beside the tokenizer, its term balanced against MSE by their gradients at the output layer, times this weight (0: off). Sharper pictures at few tokens.")] = 0.0,
+    adversarial_start: Annotated[int, typer.Option("--adversarial-start", min=0, help="Steps of reconstruction loss alone before the critic starts (a warm-up).")] = 0,
+    feature_weight: Annotated[float, typer.Option("--feature-weight", min=0.0, max=100.0, help="A perceptual loss: distance of the pictures' activations in a feature net (--feature-net), times this weight (0: off).")] = 0.0,
+    feature_net: Annotated[str, typer.Option("--feature-net", help="Feature net of --feature-weight: a folder or shipped name; auto: the shipped one made for the pictures' shape (as mvq eval's FD).")] = "auto",
+    init_from: Annotated[str | None, typer.Option("--init-from", metavar="MODEL", help="Start from MODEL's tokenizer weights (a folder, shipped name or Hub id) and keep its architecture: fine-tune it, on your pictures or for longer. Its architecture options cannot be given.")] = None,
     precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
@@ -102,20 +109,27 @@ def tokenizer(
     # Every option and the data are checked before OUT is looked at: a bad one leaves OUT untouched.
     dev = distributed.setup(pick_device(device))
     precision = resolve_precision(precision, dev)
-    if image_size is None or channels is None:
-        image_size, channels = _shape_from_data(data, image_size, channels)
     torch.manual_seed(seed)  # before building, so the seed fixes the init
-    try:
-        qcfg = QuantizerConfig(kind=quantizer, dim=dim, num_codes=num_codes, mask_bits=mask_bits,
-                               subset_ratio=subset_ratio, winner=winner, hypothesis_form=hypothesis_form,
-                               mask_scope=mask_scope, mask_gradient=mask_gradient, levels=_levels(levels),
-                               dead_threshold=dead_threshold)
-        cfg = TokenizerConfig(image_size=image_size, channels=channels, tokens=tokens, layout=layout,
-                              base_channels=base_channels, quantizer=qcfg, backbone=backbone, patch_size=patch_size,
-                              vit_width=vit_width, vit_layers=vit_layers, vit_heads=vit_heads)
-        model = Tokenizer(cfg)
-    except ValueError as err:
-        fail(str(err))
+    if init_from is not None:
+        model = _start_from(init_from, ctx)
+        image_size, channels = model.cfg.image_size, model.cfg.channels
+    else:
+        if image_size is None or channels is None:
+            image_size, channels = _shape_from_data(data, image_size, channels)
+        try:
+            qcfg = QuantizerConfig(kind=quantizer, dim=dim, num_codes=num_codes, mask_bits=mask_bits,
+                                   subset_ratio=subset_ratio, winner=winner, hypothesis_form=hypothesis_form,
+                                   mask_scope=mask_scope, mask_gradient=mask_gradient, levels=_levels(levels),
+                                   dead_threshold=dead_threshold)
+            cfg = TokenizerConfig(image_size=image_size, channels=channels, tokens=tokens, layout=layout,
+                                  base_channels=base_channels, quantizer=qcfg, backbone=backbone,
+                                  patch_size=patch_size, vit_width=vit_width, vit_layers=vit_layers,
+                                  vit_heads=vit_heads)
+            model = Tokenizer(cfg)
+        except ValueError as err:
+            fail(str(err))
+    objective = ObjectiveConfig(adversarial_weight, adversarial_start, feature_weight)
+    net_name, features = _feature_net(feature_net, feature_weight, image_size, channels)
     pictures = PictureTally(image_size, fit)
     images = load_images(data, "train", image_size, channels, progress=progress_bar, fit=fit, tally=pictures)
     if distributed.is_main():
@@ -126,7 +140,9 @@ def tokenizer(
     tcfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                        precision=precision)
     if distributed.is_main():
-        console.print(f"training {quantizer} tokenizer: T={tokens}, vocabulary {model.vocab_size}, "
+        console.print(f"training {model.cfg.quantizer.kind} tokenizer"
+                      + (f" from {init_from}" if init_from else "") + f": T={model.tokens_per_image}, "
+                      f"vocabulary {model.vocab_size}, "
                       f"{sum(p.numel() for p in model.parameters()):,} parameters, {len(images):,} images, "
                       f"{dev} x {distributed.world_size()}")
     run_dir = out / "checkpoints"
@@ -134,19 +150,56 @@ def tokenizer(
     with progress_bar("train tokenizer", steps, resume_step(run_dir, resume)) as bar:
         try:
             result = train_tokenizer(model, images, tcfg, run_dir, dev, resume=resume,
-                                     on_step=lambda step, s: bar.advance(mse=s["mse"], usage=s["usage"]))
+                                     on_step=lambda step, s: bar.advance(mse=s["mse"], usage=s["usage"]),
+                                     objective=objective, feature_net=features)
         except ValueError as err:
             fail(str(err))
     if not distributed.is_main():
         distributed.cleanup()
         return
     metrics = held_out_metrics(model, data, images, dev, progress=progress_bar, fit=fit)
-    record = training_record(tcfg, result, data, dev, command="mvq " + shlex.join(sys.argv[1:]))
+    record = training_record(tcfg, result, data, dev, command="mvq " + shlex.join(sys.argv[1:]),
+                             objective=objective, feature_net=net_name, init_from=init_from)
     # The new model replaces OUT whole: no old prior, eval or checkpoints survive.
     swap_in(out, lambda folder: save_pipeline(folder, model.cpu(), name=out.name, training=record, metrics=metrics))
     console.print(f"wrote {out}: MSE {metrics.mse:.4f} on {metrics.eval_data}, PSNR {metrics.psnr:.2f} dB, "
                   f"{metrics.tokens_used}/{model.vocab_size} tokens used")
     distributed.cleanup()
+
+
+ARCHITECTURE_OPTIONS = ("quantizer", "tokens", "layout", "dim", "num_codes", "mask_bits", "subset_ratio",
+                        "hypothesis_form", "mask_scope", "mask_gradient", "winner", "levels", "dead_threshold",
+                        "image_size", "channels", "backbone", "base_channels", "patch_size", "vit_width",
+                        "vit_layers", "vit_heads")
+
+
+def _start_from(name: str, ctx: typer.Context):
+    """A tokenizer with MODEL's architecture and weights, to fine-tune (--init-from); architecture options given
+    beside it are refused, since they could not be honoured."""
+    from ..pipeline import load_pipeline
+
+    given = [p for p in ARCHITECTURE_OPTIONS
+             if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"]  # typer vendors click's enum
+    if given:
+        flags = ", ".join("--" + p.replace("_", "-") for p in given)
+        fail(f"--init-from {name} keeps that model's architecture: drop {flags}")
+    return load_pipeline(name, "cpu", load_prior=False).tokenizer
+
+
+def _feature_net(name: str, weight: float, image_size: int, channels: int):
+    """(the feature net's name, the net) of --feature-weight; (None, None) without it."""
+    if weight == 0:
+        if name != "auto":
+            fail("--feature-net is the net of --feature-weight: give a weight above 0")
+        return None, None
+    from ..classifier import feature_net_for, load_feature_net
+
+    name = feature_net_for(image_size, channels) if name == "auto" else name
+    net, info = load_feature_net(name)
+    if (net.cfg.image_size, net.cfg.channels) != (image_size, channels):
+        fail(f"feature net {name} is made for {net.cfg.image_size}x{net.cfg.image_size}x{net.cfg.channels} "
+             f"pictures, not this tokenizer's {image_size}x{image_size}x{channels}")
+    return name, net
 
 
 def _shape_from_data(data: str, image_size: int | None, channels: int | None) -> tuple[int, int]:

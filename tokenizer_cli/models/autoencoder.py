@@ -135,6 +135,11 @@ class Tokenizer(nn.Module):
     def tokens_per_image(self) -> int:
         return self.cfg.tokens
 
+    @property
+    def output_layer(self) -> nn.Module:
+        """The layer that makes the pixels (VQGAN balances its adversarial term by gradients here)."""
+        return self.decoder.smooth if self.cfg.backbone == "vit" else self.decoder.body[-1]
+
     def latents(self, images: torch.Tensor) -> torch.Tensor:
         """Continuous pre-quantization latents (B, T, D)."""
         if self.cfg.backbone == "vit":
