@@ -40,9 +40,9 @@ def recording(model: MaskGITPrior) -> list[torch.Tensor]:
     """Every ids tensor the model is run on while decoding, in order."""
     seen, run = [], model._run
 
-    def spy(ids, labels, mask_ids):
+    def spy(ids, labels, mask_ids, at=None):
         seen.append(ids.clone())
-        return run(ids, labels, mask_ids)
+        return run(ids, labels, mask_ids, at)
 
     model._run = spy
     return seen
@@ -87,7 +87,7 @@ def test_the_choice_noise_is_annealed_by_the_schedules_ratio(monkeypatch):
     def on_fix(sampled, fixed):
         fixed_first.append(fixed.clone())
 
-    decode(lambda ids: logits, torch.tensor([[2, 2]]), 2, 2, torch.Generator().manual_seed(0), temperature=0.0,
+    decode(lambda ids, at: logits[at], torch.tensor([[2, 2]]), 2, 2, torch.Generator().manual_seed(0), temperature=0.0,
            choice_temperature=2.0, on_fix=on_fix)
     assert fixed_first[0].tolist() == [[True, False]]
 
@@ -96,8 +96,8 @@ def test_decode_fills_only_the_unknown_positions_of_a_partial_sequence():
     g = torch.Generator().manual_seed(0)
     ids = torch.tensor([[3, 9, 9, 1, 9], [9, 9, 9, 9, 0]])  # 9: unknown
 
-    def logits_fn(current):
-        return torch.randn(current.shape[0], current.shape[1], 9, generator=g)
+    def logits_fn(current, at):
+        return torch.randn(current.shape[0], current.shape[1], 9, generator=g)[at]
 
     out = decode(logits_fn, ids, 9, 3, torch.Generator().manual_seed(1))
     assert (out != 9).all() and out[0, 0] == 3 and out[0, 3] == 1 and out[1, 4] == 0
@@ -179,6 +179,26 @@ def test_the_loss_counts_the_masked_positions_only():
     smoothed = masked_loss(logits, tokens, hidden, label_smoothing=0.1)
     torch.testing.assert_close(smoothed, torch.nn.functional.cross_entropy(logits[hidden], tokens[hidden],
                                                                           label_smoothing=0.1))
+
+
+@pytest.mark.parametrize("num_masks,num_classes", [(0, 0), (3, 0), (0, 4), (3, 4)])
+def test_the_training_loss_takes_the_head_only_at_the_masked_positions_and_equals_the_full_one(num_masks, num_classes):
+    torch.manual_seed(0)
+    model = MaskGITPrior(MaskGITConfig(vocab_size=11, tokens=6, n_layer=1, n_head=2, n_embd=16, num_masks=num_masks,
+                                       num_classes=num_classes, label_smoothing=0.1))
+    tokens = torch.randint(0, 11, (9, 6))
+    masks = torch.randint(0, 3, (9, 6)) if num_masks else None
+    labels = torch.randint(0, 4, (9,)) if num_classes else None
+    g = torch.Generator().manual_seed(3)
+    ids, lab, mask_ids, hidden = model.training_batch(tokens, labels, masks, generator=g)
+    full = model(ids, lab, mask_ids, tokens if num_masks else None)
+    expected = masked_loss(full, tokens, hidden, masks, label_smoothing=0.1)
+    torch.manual_seed(7)
+    model.training_batch = lambda *a, **k: (ids, lab, mask_ids, hidden)  # the same positions hidden
+    torch.testing.assert_close(model.loss(tokens, labels, masks), expected)
+    at = model(ids, lab, mask_ids, tokens if num_masks else None, at=hidden)
+    n = int(hidden.sum())
+    assert (at[0] if num_masks else at).shape == (n, 11)
 
 
 def train(model, data, labels=None, masks=None, steps=150, lr=1e-2) -> tuple[float, float]:

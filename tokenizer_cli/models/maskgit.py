@@ -31,10 +31,20 @@ def masked_loss(out, tokens: torch.Tensor, hidden: torch.Tensor, masks: torch.Te
     """Cross-entropy (float32, label smoothing) of the model's output on the hidden positions (B, T) only: of
     the codes, plus of the masks where the prior predicts them (out = (logits, mask logits))."""
     if masks is None:
-        return F.cross_entropy(out[hidden].float(), tokens[hidden], label_smoothing=label_smoothing)
+        return selected_loss(out[hidden], tokens[hidden], label_smoothing=label_smoothing)
     logits, mask_logits = out
-    return (F.cross_entropy(logits[hidden].float(), tokens[hidden], label_smoothing=label_smoothing)
-            + F.cross_entropy(mask_logits[hidden].float(), masks[hidden], label_smoothing=label_smoothing))
+    return selected_loss((logits[hidden], mask_logits[hidden]), tokens[hidden], masks[hidden], label_smoothing)
+
+
+def selected_loss(out, tokens: torch.Tensor, masks: torch.Tensor | None = None,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """masked_loss of outputs already taken at the hidden positions only: logits (N, vocab) of tokens (N,), or
+    (logits, mask logits (N, M)) of tokens and masks (N,)."""
+    if masks is None:
+        return F.cross_entropy(out.float(), tokens, label_smoothing=label_smoothing)
+    logits, mask_logits = out
+    return (F.cross_entropy(logits.float(), tokens, label_smoothing=label_smoothing)
+            + F.cross_entropy(mask_logits.float(), masks, label_smoothing=label_smoothing))
 
 
 class MaskGITPrior(nn.Module):
@@ -58,8 +68,10 @@ class MaskGITPrior(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def _run(self, ids: torch.Tensor, labels: torch.Tensor | None, mask_ids: torch.Tensor | None):
-        """ids (B, T), labels (B,) or None, mask ids (B, T) or None -> (logits (B, T, vocab), hidden (B, T, C))."""
+    def _run(self, ids: torch.Tensor, labels: torch.Tensor | None, mask_ids: torch.Tensor | None,
+             at: torch.Tensor | None = None):
+        """ids (B, T), labels (B,) or None, mask ids (B, T) or None -> (logits (B, T, vocab), hidden (B, T, C)); with
+        `at` (B, T) bool, only at those positions: (logits (N, vocab), hidden (N, C)), N = at.sum()."""
         x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1], device=ids.device))  # (B, T, C)
         if self.wme is not None:
             x = x + self.wme(mask_ids)
@@ -70,7 +82,7 @@ class MaskGITPrior(nn.Module):
             x = block(x)
         if self.wce is not None:
             x = x[:, 1:]  # (B, T, C)
-        h = self.ln_f(x)
+        h = self.ln_f(x if at is None else x[at])  # the vocabulary head is most of the work at large vocabularies
         return self.head(h), h
 
     def mask_logits(self, h: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -78,12 +90,13 @@ class MaskGITPrior(nn.Module):
         return self.mask_head(h + self.mask_code(codes))
 
     def forward(self, ids: torch.Tensor, labels: torch.Tensor | None = None, mask_ids: torch.Tensor | None = None,
-                codes: torch.Tensor | None = None):
+                codes: torch.Tensor | None = None, at: torch.Tensor | None = None):
         """ids (B, T) with the [MASK] id at unknown positions -> logits (B, T, vocab) at every position.
 
         labels (B,) in [0, num_classes], num_classes meaning "no class", for a class-conditional prior. A prior
         with a mask head takes the masks beside the ids (B, T; num_masks where unknown) and the codes (B, T)
-        whose masks to score, and returns (logits, mask logits (B, T, M))."""
+        whose masks to score, and returns (logits, mask logits (B, T, M)). With `at` (B, T) bool, the outputs are
+        only those at the positions it marks, rows (N, ...) in row-major order (training scores the masked ones)."""
         if ids.dim() != 2 or ids.shape[1] != self.cfg.tokens:
             raise ValueError(f"ids must have shape (B, {self.cfg.tokens}), got {tuple(ids.shape)}")
         if (mask_ids is None or codes is None) != (self.mask_head is None):
@@ -91,8 +104,10 @@ class MaskGITPrior(nn.Module):
                              "with one")
         if (labels is None) != (self.wce is None):
             raise ValueError("labels go with a class-conditional prior (num_classes > 0), and only with one")
-        logits, h = self._run(ids, labels, mask_ids)
-        return logits if self.mask_head is None else (logits, self.mask_logits(h, codes))
+        logits, h = self._run(ids, labels, mask_ids, at)
+        if self.mask_head is None:
+            return logits
+        return logits, self.mask_logits(h, codes if at is None else codes[at])
 
     def training_batch(self, tokens: torch.Tensor, labels: torch.Tensor | None = None,
                        masks: torch.Tensor | None = None, generator: torch.Generator | None = None):
@@ -117,8 +132,9 @@ class MaskGITPrior(nn.Module):
         """The training loss of one batch of sequences tokens (B, T) (and their masks (B, T)); `net` is the module
         to run (this one, or a DistributedDataParallel wrapper of it, so gradients are averaged over ranks)."""
         ids, labels, mask_ids, hidden = self.training_batch(tokens, labels, masks)
-        out = (net or self)(ids, labels, mask_ids, tokens if masks is not None else None)
-        return masked_loss(out, tokens, hidden, masks, self.cfg.label_smoothing)
+        out = (net or self)(ids, labels, mask_ids, tokens if masks is not None else None, at=hidden)
+        return selected_loss(out, tokens[hidden], masks[hidden] if masks is not None else None,
+                             self.cfg.label_smoothing)
 
     @torch.inference_mode()
     def _sample_chunk(self, b: int, labels: torch.Tensor | None, g: torch.Generator, steps: int,
@@ -131,23 +147,25 @@ class MaskGITPrior(nn.Module):
         guided = labels is not None and guidance_scale > 0
         if guided:  # one pass over the conditional and the unconditional batch
             labels = torch.cat([labels, torch.full_like(labels, self.no_class)])
-        hidden = {}
+        hidden = {}  # the final hidden states (n, C) at the positions of the last logits_fn call, and those positions
 
-        def logits_fn(current: torch.Tensor) -> torch.Tensor:
+        def logits_fn(current: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+            hidden["at"] = at
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
                 if not guided:
-                    logits, hidden["h"] = self._run(current, labels, mask_ids)
+                    logits, hidden["h"] = self._run(current, labels, mask_ids, at)
                     return logits
-                both, h = self._run(current.repeat(2, 1), labels, None if mask_ids is None else mask_ids.repeat(2, 1))
-            cond, uncond = both.float().chunk(2)
-            hidden["h"] = h[:b]
+                both, h = self._run(current.repeat(2, 1), labels,
+                                    None if mask_ids is None else mask_ids.repeat(2, 1), at.repeat(2, 1))
+            cond, uncond = both.float().chunk(2)  # (n, vocab) each: the rows of the first b sequences come first
+            hidden["h"] = h[: len(cond)]
             return cond + guidance_scale * (cond - uncond)
 
         def draw_masks(sampled: torch.Tensor, fixed: torch.Tensor) -> None:
+            chosen = fixed[hidden["at"]]  # (n,): of the positions the logits were taken at, those fixed now
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
-                logits = self.mask_logits(hidden["h"], sampled).float()  # (b, T, M)
-            drawn = draw(logits.reshape(-1, logits.shape[-1]), mask_temperature, None, None, g).view(b, -1)
-            mask_ids[fixed] = drawn[fixed]
+                logits = self.mask_logits(hidden["h"][chosen], sampled[fixed]).float()  # (m, M)
+            mask_ids[fixed] = draw(logits, mask_temperature, None, None, g)[:, 0]
 
         ids = decode(logits_fn, ids, self.mask_id, steps, g, on_fix=draw_masks if mask_ids is not None else None,
                      **sampling)

@@ -12,9 +12,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .sampling import is_greedy, sampling_probs
+from .sampling import categorical, is_greedy, sampling_probs
 
-LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # ids (B, T) -> logits (B, T, vocab)
+LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # ids (B, T), at (B, T) bool -> logits (n, vocab) there
 FixCallback = Callable[[torch.Tensor, torch.Tensor], None]  # (sampled ids (B, T), fixed now (B, T) bool)
 
 
@@ -33,6 +33,8 @@ def decode(logits_fn: LogitsFn, ids: torch.Tensor, unknown_id: int, steps: int, 
            temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
            choice_temperature: float = 4.5, on_fix: FixCallback | None = None) -> torch.Tensor:
     """Fill the positions of ids (B, T) that hold `unknown_id` in `steps` passes of logits_fn -> ids (B, T).
+    logits_fn(ids, at) gives the logits (n, vocab) at the n positions `at` (B, T) marks, in row-major order: the
+    positions still masked (a model need not compute its vocabulary head anywhere else).
 
     At step s (0-based) every still-masked position draws a token (temperature, top-k, top-p; a temperature of 0,
     or below float32's smallest normal, is argmax); its confidence is log p of the drawn token plus
@@ -50,15 +52,14 @@ def decode(logits_fn: LogitsFn, ids: torch.Tensor, unknown_id: int, steps: int, 
         left = unknown.sum(dim=-1)  # (B,)
         if not bool(left.any()):
             break
-        logits = logits_fn(ids)  # (B, T, vocab)
         B, T = ids.shape
-        masked_logits = logits[unknown].float()  # (n, vocab): the positions still masked, row by row
+        masked_logits = logits_fn(ids, unknown).float()  # (n, vocab): only the positions still masked, row by row
         if is_greedy(temperature):
             drawn = masked_logits.argmax(dim=-1)
             logp = F.log_softmax(masked_logits, dim=-1).gather(-1, drawn[:, None])[:, 0]
         else:
             probs = sampling_probs(masked_logits, temperature, top_k, top_p)  # (n, vocab)
-            drawn = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            drawn = categorical(probs, generator)  # (n,)
             logp = probs.gather(-1, drawn[:, None])[:, 0].log()
         sampled = ids.masked_scatter(unknown, drawn)  # (B, T): the draws where masked, fixed tokens elsewhere
         confidence = torch.zeros(B, T, device=ids.device).masked_scatter(unknown, logp)
