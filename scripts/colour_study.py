@@ -148,6 +148,100 @@ def run_variant(name: str, args) -> None:
             print(json.dumps(row), flush=True)
 
 
+# name: the terms beside MSE when a finished model trains on (--init): equal CPU time each
+OBJECTIVES: dict[str, dict] = {
+    "mse": {},
+    "adv": {"adversarial_weight": 0.1},
+    "feat": {"feature_weight": 0.1},
+    "adv-feat": {"adversarial_weight": 0.1, "feature_weight": 0.1},
+}
+
+
+def run_objective(name: str, args) -> None:
+    """Train a finished model (--init) on for --budget CPU seconds with objective `name` (OBJECTIVES), through the
+    library's loop (`train.train_tokenizer`: checkpoints, so an interrupted run resumes), measured at milestones:
+    PSNR on test crops and hold-out photos beside thumbnails, SSIM, and reconstruction FD in fd-pictures-classifier's
+    features (which the feat runs train on: their FD is not an independent judge). The final tokenizer is written to
+    OUT/ft-NAME/ as a model folder."""
+    import copy
+
+    from tokenizer_cli.classifier import load_feature_net
+    from tokenizer_cli.fd import extract_features, features_fd, ssim
+    from tokenizer_cli.hub import save_pipeline
+    from tokenizer_cli.losses import ObjectiveConfig, TokenizerObjective
+    from tokenizer_cli.pipeline import load_pipeline
+    from tokenizer_cli.train import train_tokenizer
+
+    objective = ObjectiveConfig(adversarial_start=0, **OBJECTIVES[name])
+    model = load_pipeline(args.init, "cpu", load_prior=False).tokenizer
+    net, _ = load_feature_net("fd-pictures-classifier")
+    train, sets = load_sets(args.eval_images)
+    test_features = extract_features(net, sets["test"])
+    cells = int(round(model.tokens_per_image ** 0.5))
+
+    # CPU seconds a step of this objective, from a few steps of a throwaway copy
+    probe = TokenizerObjective(copy.deepcopy(model), objective, net)
+    opt = torch.optim.AdamW(probe.parameters(), lr=args.lr)
+    x = to_float(train[: args.batch_size])
+    times = []
+    for _ in range(4):
+        t = time.process_time()
+        loss, _ = probe(x, 0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.process_time() - t)
+    per_step = sum(times[1:]) / 3
+    steps = max(20, int(args.budget / per_step))
+    milestones = sorted({int(steps * f) for f in (0.25, 0.5, 1.0)})
+    out = Path(args.out)
+    run_dir = out / f"ft-{name}"
+    info = {"variant": f"ft-{name}", "init": args.init, **OBJECTIVES[name], "lr": args.lr, "steps": steps,
+            "per_step_probe": round(per_step, 4), "batch": args.batch_size, "cpu": cpu_name(),
+            "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+            "tokens": model.tokens_per_image, "layout": model.cfg.layout, "precision": "fp32",
+            "params": sum(p.numel() for p in model.parameters())}
+    print(json.dumps(info), flush=True)
+
+    @torch.inference_mode()
+    def milestone(step: int) -> dict:
+        model.eval()
+        row = measure(model, sets, cells)
+        recon = torch.cat([model.decode_latents(model.quantize(model.latents(b)).z_q).clamp(-1, 1)
+                           for b in sets["test"].split(250)])
+        row["ssim_test"] = round(float(ssim((recon + 1) / 2, (sets["test"] + 1) / 2).mean()), 4)
+        row["fd_test"] = round(features_fd(test_features, extract_features(net, recon)), 2)
+        model.train()
+        return row
+
+    jsonl = out / f"ft-{name}.jsonl"
+    done = {json.loads(line)["step"] for line in jsonl.read_text().splitlines()} if jsonl.is_file() else set()
+    if 0 not in done:  # where every objective starts
+        with jsonl.open("a") as f:
+            f.write(json.dumps({**info, "step": 0, "cpu_seconds": 0.0, **milestone(0)}) + "\n")
+    resume = (run_dir / "checkpoints" / "latest").is_file()
+    clock = {"cpu": None, "t": time.process_time()}  # training CPU time, milestones not counted
+
+    def on_step(step: int, stats: dict) -> None:
+        if clock["cpu"] is None:  # the first step of this process (after a resume: its CPU time estimated)
+            clock["cpu"] = (step - 1) * per_step
+        clock["cpu"] += time.process_time() - clock["t"]
+        if step in milestones and step not in done:
+            row = {**info, "step": step, "cpu_seconds": round(clock["cpu"], 1), "loss": round(stats["loss"], 5),
+                   **milestone(step)}
+            with jsonl.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+        clock["t"] = time.process_time()
+
+    cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup=min(100, steps // 10),
+                      seed=args.seed, checkpoint_every=max(1, steps // 8))
+    train_tokenizer(model, train, cfg, run_dir / "checkpoints", torch.device("cpu"), resume=resume, on_step=on_step,
+                    objective=objective, feature_net=net if objective.feature_weight else None)
+    save_pipeline(run_dir / "model", model.cpu(), name=f"ft-{name}")
+    print(f"wrote {run_dir / 'model'}", flush=True)
+
+
 def step_times(args) -> None:
     """CPU seconds of one training step of every variant, fp32 and bf16 side by side in one process."""
     x = torch.rand(args.batch_size, 3, 64, 64) * 2 - 1
@@ -232,7 +326,16 @@ def main() -> None:
     p.add_argument("--report", action="store_true")
     p.add_argument("--step-times", action="store_true", help="time one step of every variant and stop")
     p.add_argument("--measure", nargs="+", metavar="MODEL", help="PSNR of finished models beside thumbnails")
+    p.add_argument("--init", metavar="MODEL", help="train this finished model on with --objectives")
+    p.add_argument("--objectives", default="mse", help=f"with --init: some of {', '.join(OBJECTIVES)}")
+    p.add_argument("--lr", type=float, default=5e-4, help="with --init: peak learning rate")
     args = p.parse_args()
+    if args.init:
+        for name in args.objectives.split(","):
+            if name not in OBJECTIVES:
+                sys.exit(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}")
+            run_objective(name, args)
+        return
     if args.measure:
         measure_models(args.measure)
         return
