@@ -38,7 +38,7 @@ def test_eval_without_prior_writes_json_and_the_model_card(runner, model_dir, im
     assert report["generation_fd"] is None and report["recon_fd"] >= 0 and report["images"] == 4
     assert -1 <= report["ssim"] <= 1 and report["feature_net_accuracy"] == 0.5
     assert report["fd_train_vs_test"] is None  # the feature net's stored floor is of other data
-    assert report["warning"].startswith("FD on 4 images says little: two disjoint samples of 24 Fashion-MNIST")
+    assert report["warning"].startswith("FD on 4 images says little (measured on Fashion-MNIST: two disjoint samples of 24 of its test")
     assert "warning: FD on 4 images says little" in res.stderr
     assert "- (no train split beside the data)" in res.stdout
     cfg = json.loads((model_dir / "config.json").read_text())

@@ -79,11 +79,29 @@ def test_ctrl_c_says_what_was_kept_and_resume_gives_the_same_files(runner, model
     res = run(runner, *encode_args(folder, out, model_dir, "--resume"))
     assert res.exit_code == 0, res.output
     assert starts == [24]  # it continued, it did not start over
+    assert "resuming: 24 of 40 images were encoded by the interrupted run" in res.stderr
     assert sorted(p.name for p in out.parent.iterdir()) == ["tokens.json", "tokens.masks.npy", "tokens.npy"]
 
     whole = tmp_path / "whole" / "tokens.npy"
     assert run(runner, *encode_args(folder, whole, model_dir)).exit_code == 0
     outputs_equal(out, whole)
+
+
+def test_ctrl_c_before_the_first_batch_leaves_nothing_behind(runner, model_dir, tmp_path, monkeypatch):
+    import tokenizer_cli.inference as inference
+
+    folder = write_images(tmp_path / "imgs", 16)
+    out = tmp_path / "out" / "tokens.npy"
+
+    def interrupt_at_once(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(inference, "iter_encoded", interrupt_at_once)
+    res = run(runner, *encode_args(folder, out, model_dir))
+    assert res.exit_code == 130
+    assert res.stderr.splitlines()[-1] == "Interrupted: no image was encoded yet, nothing is kept; no output was written"
+    assert list(out.parent.iterdir()) == []  # no hidden folder of the run's key either
 
 
 def test_resume_with_other_inputs_or_options_is_refused(runner, model_dir, tmp_path, interrupted):

@@ -136,9 +136,11 @@ class PartialEncode:
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def describe(self) -> str:
-        """What an interruption now leaves behind, for the Ctrl-C line."""
+    def interrupted(self) -> str:
+        """What an interruption now leaves behind, for the Ctrl-C line; with nothing encoded yet, nothing at all
+        (the folder holding only the run's key goes)."""
         if self.done == 0:
+            self.discard()
             return "no image was encoded yet, nothing is kept; no output was written"
         return (f"{self.done:,} of {self.total:,} images encoded are kept in {self.folder}; rerun the same command "
                 "with --resume to continue; no output was written")

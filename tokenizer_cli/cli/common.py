@@ -22,7 +22,8 @@ from ..images import FIT_HELP, FITS
 if TYPE_CHECKING:  # torch is imported inside the commands: `mvq --help` starts in a fraction of a second
     import torch
 
-console = Console(stderr=True)  # messages and progress on stderr, so stdout stays parseable
+console = Console(stderr=True, soft_wrap=True)  # messages and progress on stderr, so stdout stays parseable;
+# soft_wrap: a message is one line in a log or a pipe (80 columns there), never broken mid-sentence
 
 
 def _flags_without_type(params: list) -> list:

@@ -67,7 +67,10 @@ def _encode(out, model, pipe, sources, batch_size, workers, skip_bad, fit, overw
 
     tok = pipe.tokenizer
     partial = PartialEncode(out, encode_key(pipe.tokenizer_id, sources, batch_size, skip_bad, fit, dev.type), resume)
-    on_interrupt(partial.describe)
+    on_interrupt(partial.interrupted)
+    if resume:
+        console.print(f"resuming: {partial.done:,} of {partial.total:,} images were encoded by the interrupted run",
+                      soft_wrap=True, highlight=False)
     if partial.discarded:
         console.print(f"note: started over: the {partial.discarded:,} images an interrupted run had encoded are "
                       "discarded (--resume continues such a run)", soft_wrap=True, highlight=False)
