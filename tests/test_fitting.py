@@ -38,7 +38,7 @@ def test_colour_photos_into_a_grey_model_name_a_colour_model():
 
 
 def test_grey_pictures_into_a_colour_model_name_a_grey_model():
-    notice = mismatch_notice(tally([PictureInfo(28, 28, False)] * 4, 64), 3, "mvq-joint-clipart-t5")
+    notice = mismatch_notice(tally([PictureInfo(28, 28, False)] * 4, 64), 3, "fsq-pictures-t16")
     assert "all 4 pictures are grey" in notice and "all 4 pictures are smaller than 64x64" in notice
     assert suggested(notice) == (28, 1)
 

@@ -112,13 +112,13 @@ def test_a_mistyped_name_gets_the_closest_shipped_names(runner):
 
     with pytest.raises(ModelNotFound, match=r"did you mean mvq-fmnist-t2\?"):
         resolve_model("mvq-fmnst-t2")  # one letter missing: the one name that close
-    with pytest.raises(ModelNotFound, match=r"did you mean mvq-joint-clipart-t2 or mvq-joint-clipart-t5\?"):
-        resolve_model("mvq-joint-clipart")  # equally close to two: both, in name order
+    with pytest.raises(ModelNotFound, match=r"did you mean mvq-joint-fmnist-t2 or mvq-joint-fmnist-t5\?"):
+        resolve_model("mvq-joint-fmnist")  # equally close to two: both, in name order
     with pytest.raises(ModelNotFound) as err:
         resolve_model("resnet")
     assert "did you mean" not in str(err.value)  # nothing close: no guess
-    res = runner.invoke(app, ["encode", "x.png", "t.npy", "--model", "mvq-clipart-t5"])
-    assert res.exit_code == 1 and "did you mean mvq-joint-clipart-t5?" in res.stderr
+    res = runner.invoke(app, ["encode", "x.png", "t.npy", "--model", "fsq-picture-t64"])
+    assert res.exit_code == 1 and "did you mean fsq-pictures-t64?" in res.stderr
 
 
 def test_a_models_why_goes_into_its_card_and_survives_a_rewrite(tmp_path):

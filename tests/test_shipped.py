@@ -72,8 +72,6 @@ IDENTITIES = {
     "fsq-fmnist-t2": ("a18868cf48ca7cdf", "c1886a7226b616e8"), "fsq-fmnist-t5": ("c0f53e2db33708cd", "dcc63035ffbfc303"),
     "mvq-fmnist-t2": ("b1ab2effaeef209f", "e041767a1a97e16f"), "mvq-fmnist-t5": ("53a23a9f65ae75d8", "62353a1bf608bf8e"),
     "mvq-fmnist-t8": ("a2f0e8cac51a3f29", "3942f42ee39a84a6"),  # config hash: a MaskGIT prior added in 0.3
-    "mvq-joint-clipart-t2": ("0827a013e756d857", "19199051d96a09ba"),
-    "mvq-joint-clipart-t5": ("63a96ac49cec4dfd", "c15a637c569d9b68"),
     "mvq-joint-fmnist-t2": ("67beff504c0bc23d", "adc6c47269b81e8c"),
     "mvq-joint-fmnist-t5": ("e8ac47e56f62e384", "aed09e506a7dc24b"),
     "vq-fmnist-grid49": ("4cac9485272a50a6", "c5cb6655218fef2f"),  # config hash: a MaskGIT prior added in 0.3
