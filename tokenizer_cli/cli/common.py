@@ -240,7 +240,8 @@ def progress_bar(description: str, total: int | None, start: int = 0) -> Iterato
         return
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
-    with Progress(*columns, console=console, transient=False) as progress:
+    # Not on a terminal (a log, a pipe) the bar is not drawn: Bar.advance logs a line every 10% instead
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
         yield Bar(progress, progress.add_task(description, total=total, completed=start, stats=""))
 
 
