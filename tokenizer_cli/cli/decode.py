@@ -71,9 +71,9 @@ def decode(
                                 mask_sampling=mask_sampling, on_batch=bar.advance)
         count = write_images(batches, out_dir, grid, total=len(ids),
                              names=files.image_names(sources) if sources is not None else None, scale=scale)
-    how = ("with the stored masks" if masks is not None else f"masks drawn ({mask_sampling}, seed {seed})") \
-        if tok.num_masks else ""
-    console.print(f"decoded {count} images {how}".rstrip())
+    if tok.num_masks:  # (the lines above said what was written)
+        how = "with the stored masks" if masks is not None else f"masks drawn ({mask_sampling}, seed {seed})"
+        console.print(f"decoded {count} images {how}")
 
 
 def write_images(batches: Iterable[np.ndarray], out_dir: Path | None, grid: Path | None, total: int = 0,
