@@ -214,6 +214,7 @@ def run_objective(name: str, args) -> None:
         model.train()
         return row
 
+    out.mkdir(parents=True, exist_ok=True)
     jsonl = out / f"ft-{name}.jsonl"
     done = {json.loads(line)["step"] for line in jsonl.read_text().splitlines()} if jsonl.is_file() else set()
     if 0 not in done:  # where every objective starts

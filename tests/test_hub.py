@@ -134,3 +134,40 @@ def test_a_models_why_goes_into_its_card_and_survives_a_rewrite(tmp_path):
     update_records(folder)  # any later rewrite keeps it
     card = (folder / "README.md").read_text()
     assert "## Why this design\n\nA grid beat the 1d layout at equal CPU time." in card
+
+
+@pytest.mark.parametrize("sampled, saved, kept", [
+    ("AR prior", "maskgit", True), ("AR prior", "ar", False),
+    ("MaskGIT prior, 8 steps", "ar", True), ("MaskGIT prior, 8 steps", "maskgit", False),
+    (None, "maskgit", True),  # records from before MaskGIT: theirs was the AR prior
+])
+def test_an_evaluation_goes_with_the_prior_it_sampled_with(tmp_path, sampled, saved, kept):
+    from conftest import tiny_maskgit_prior, tiny_prior, tiny_tokenizer
+
+    from tokenizer_cli.config import EvalResult
+    from tokenizer_cli.hub import read_config, save_pipeline
+
+    tok = tiny_tokenizer("vq")
+    folder = save_pipeline(tmp_path / "m", tok, tiny_prior(tok.vocab_size, 2),
+                           maskgit_prior=tiny_maskgit_prior(tok.vocab_size, 2),
+                           eval=EvalResult(generation_fd=12.5, sampler=sampled))
+    new = {"ar": {"prior": tiny_prior(tok.vocab_size, 2)},
+           "maskgit": {"maskgit_prior": tiny_maskgit_prior(tok.vocab_size, 2)}}
+    save_pipeline(folder, tok, **new[saved])
+    assert (read_config(folder).eval is not None) == kept
+    save_pipeline(folder, tok, **new[saved], eval=EvalResult(generation_fd=1.0))  # given: it is what is written
+    assert read_config(folder).eval.generation_fd == 1.0
+
+
+def test_an_evaluation_without_a_prior_goes_when_one_comes(tmp_path):
+    from conftest import tiny_maskgit_prior, tiny_tokenizer
+
+    from tokenizer_cli.config import EvalResult
+    from tokenizer_cli.hub import read_config, save_pipeline
+
+    tok = tiny_tokenizer("vq")
+    folder = save_pipeline(tmp_path / "m", tok, eval=EvalResult(recon_fd=3.0))
+    save_pipeline(folder, tok)  # the same tokenizer saved again: the evaluation holds
+    assert read_config(folder).eval.recon_fd == 3.0
+    save_pipeline(folder, tok, maskgit_prior=tiny_maskgit_prior(tok.vocab_size, 2))
+    assert read_config(folder).eval is None

@@ -298,7 +298,12 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
     for kind_name in dropped:
         kind = PRIOR_KINDS[kind_name]
         cfg = dataclasses.replace(cfg, **{kind.key: None, kind.record: None})
-        if kind_name == "ar":  # the evaluation's generation FD is the AR prior's
+    # An evaluation's generation FD is that of the prior it sampled with: it goes when that prior is replaced or
+    # dropped (or, where it sampled with none, when one comes), unless `eval` is one of the records given.
+    if old is not None and old.eval is not None and "eval" not in records:
+        sampled = _sampled_with(old)
+        changed = [k for k, module in given.items() if module is not None] + dropped
+        if (sampled in changed) or (sampled is None and changed):
             cfg = dataclasses.replace(cfg, eval=None)
     cfg.check()
     cfg.check_rewritable()  # before any file is replaced
@@ -312,6 +317,15 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
     if card is not None:
         atomic_write(folder / "README.md", lambda p: Path(p).write_text(card))
     return folder
+
+
+def _sampled_with(cfg: ModelConfig) -> str | None:
+    """The prior kind ("ar", "maskgit") a folder's evaluation sampled with; None where it had no prior. Records
+    older than the MaskGIT prior say no sampler: theirs was the AR prior, if the folder had one."""
+    label = cfg.eval.sampler
+    if label is None:
+        return "ar" if cfg.prior is not None else None
+    return "maskgit" if label.startswith("MaskGIT") else "ar"
 
 
 def push_folder(folder: Path, repo_id: str, private: bool = False, revision: str | None = None) -> str:

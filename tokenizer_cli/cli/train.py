@@ -312,13 +312,9 @@ def prior(
         distributed.cleanup()
         return
     record = training_record(tcfg, result, source, dev, command="mvq " + shlex.join(sys.argv[1:]), final_loss=True)
-    if kind == "ar":  # an older AR prior's generation FD no longer holds
-        save_pipeline(model, tok.cpu(), net.cpu(), prior_training=record, eval=None)
-    else:  # the other prior, beside the same tokenizer, stays; so does an evaluation that sampled with it
-        ev = pipe.config.eval
-        stale = ev is not None and (pipe.config.prior is None or (ev.sampler or "AR prior") != "AR prior")
-        save_pipeline(model, tok.cpu(), maskgit_prior=net.cpu(), maskgit_prior_training=record,
-                      **({"eval": None} if stale else {}))
+    # The other prior, beside the same tokenizer, stays, and so does an evaluation that sampled with it
+    # (save_pipeline drops one that sampled with the prior replaced).
+    save_pipeline(model, tok.cpu(), **{where.key: net.cpu(), where.record: record})
     shutil.rmtree(run_dir, ignore_errors=True)
     console.print(f"wrote {model / where.file}: final loss {result['loss']:.3f} nats/token"
                   + (" (on the masked positions)" if kind == "maskgit" else ""))
