@@ -11,7 +11,6 @@ from typing import Annotated, Callable
 import typer
 
 from ..config import PRIOR_KINDS, QUANTIZER_KINDS, QuantizerConfig, TokenizerConfig
-from ..losses import ObjectiveConfig
 from ..datasets import FASHION, array_shape, is_array, load_images, look_at_pictures
 from ..fitting import mismatch_notice
 from ..hub import save_pipeline, swap_in
@@ -103,6 +102,7 @@ def tokenizer(
     from .. import distributed
     from ..models import Tokenizer
     from ..evaluate import held_out_metrics
+    from ..losses import ObjectiveConfig
     from ..train import (TrainConfig, check_tokenizer_out, resolve_precision, resume_step, train_tokenizer,
                          training_record)
 
