@@ -40,3 +40,14 @@ def test_maskgit_logits_at_some_positions_are_those_of_the_whole_pass():
     some, some_masks = model(ids, labels, masks, codes, at=at)
     torch.testing.assert_close(some, full[at])
     torch.testing.assert_close(some_masks, full_masks[at])
+
+
+@pytest.mark.parametrize("kind", ["ar", "maskgit"])
+def test_generate_reports_each_batch_and_samples_as_without_it(kind):
+    from conftest import tiny_maskgit_prior, tiny_prior
+
+    prior = tiny_prior(7, 5) if kind == "ar" else tiny_maskgit_prior(7, 5)
+    done = []
+    ids = prior.generate(10, seed=2, batch_size=4, on_batch=done.append)
+    assert done == [4, 4, 2]
+    assert torch.equal(ids, prior.generate(10, seed=2, batch_size=4))

@@ -6,6 +6,7 @@ Nothing here prints or writes files; progress goes through `progress` (see progr
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from pathlib import Path
@@ -163,9 +164,13 @@ def evaluate_pipeline(pipe: Pipeline, data: str | None = None, limit: int | None
     real, recon, ssim_mean = quality.result()
     generation_fd = None
     if prior is not None:
-        with progress(f"sample {n:,} images with the {sampler_label(prior, options)}, their features", n) as bar:
-            batches = generated_images(prior, tok, n, seed, batch_size=1000, device=dev, **options)
-            generated = extract_features(net, batches, batch_size, dev, on_batch=bar.advance)
+        with progress(f"sample {n:,} images with the {sampler_label(prior, options)}", n) as bar:
+            batches = generated_images(prior, tok, n, seed, batch_size=1000, device=dev, on_batch=bar.advance,
+                                       **options)
+            first = next(batches)  # every sequence is sampled before the first batch is decoded
+        with progress("features of the samples", n) as bar:
+            generated = extract_features(net, itertools.chain([first], batches), batch_size, dev,
+                                         on_batch=bar.advance)
         generation_fd = features_fd(real, generated)
     return EvalResult(
         recon_fd=features_fd(real, recon), generation_fd=generation_fd, mse=metrics.mse, psnr=metrics.psnr,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -185,6 +186,7 @@ class MaskGITPrior(nn.Module):
         batch_size: int | None = None,
         mask_temperature: float = 1.0,
         return_masks: bool = False,
+        on_batch: Callable[[int], None] | None = None,
     ):
         """Sample n token sequences -> LongTensor (n, T) by parallel decoding in `steps` passes (default
         min(8, T); 1 to T). The same seed gives the same samples.
@@ -195,6 +197,7 @@ class MaskGITPrior(nn.Module):
         adds classifier-free guidance,
         logits = cond + scale * (cond - uncond). A prior with a mask head draws the mask of each position as its
         code is fixed (mask_temperature, 0 = argmax); return_masks gives (ids, masks), masks None without one.
+        on_batch(k) is called as each batch of k sequences is done.
         """
         check_sampling(n, temperature, top_k, top_p, batch_size, mask_temperature)
         T = self.cfg.tokens
@@ -215,9 +218,13 @@ class MaskGITPrior(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            chunks = [self._sample_chunk(min(chunk, n - lo), None if labels is None else labels[lo : lo + chunk], g,
-                                         int(steps), float(guidance_scale), float(mask_temperature), **sampling)
-                      for lo in range(0, n, chunk)]
+            chunks = []
+            for lo in range(0, n, chunk):
+                chunks.append(self._sample_chunk(min(chunk, n - lo), None if labels is None else labels[lo : lo + chunk],
+                                                 g, int(steps), float(guidance_scale), float(mask_temperature),
+                                                 **sampling))
+                if on_batch is not None:
+                    on_batch(len(chunks[-1][0]))
         finally:
             self.train(was_training)
         ids = torch.cat([c[0] for c in chunks]).clone()  # (n, T); cloned outside inference mode

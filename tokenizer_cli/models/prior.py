@@ -10,6 +10,7 @@ with a per-layer KV cache, so each new token costs one step over a single positi
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -272,6 +273,7 @@ class Prior(nn.Module):
         batch_size: int | None = None,
         mask_temperature: float = 1.0,
         return_masks: bool = False,
+        on_batch: Callable[[int], None] | None = None,
         graph: bool = False,
     ):
         """Sample n token sequences -> LongTensor (n, T). The same seed gives the same samples.
@@ -283,6 +285,7 @@ class Prior(nn.Module):
         graph=True runs each step after the first as one compiled graph (torch.compile, "reduce-overhead":
         CUDA graphs on a GPU) over a fixed-shape KV cache: the same tokens as eager sampling for the same seed,
         after a compile of some seconds to a minute, so it pays off for long runs (many batches of one size).
+        on_batch(k) is called as each batch of k sequences is done.
         """
         check_sampling(n, temperature, top_k, top_p, batch_size, mask_temperature)
         labels = self._check_labels(labels, int(n))
@@ -297,6 +300,8 @@ class Prior(nn.Module):
             for lo in range(0, n, step):
                 lab = None if labels is None else labels[lo : lo + step]
                 chunks.append(self._sample_chunk(min(step, n - lo), lab, use_cache, g, graph, **sampling))
+                if on_batch is not None:
+                    on_batch(len(chunks[-1][0]))
         finally:
             self.train(was_training)
         ids = torch.cat([c[0] for c in chunks], dim=0).clone()  # (n, T); cloned outside inference mode
