@@ -193,6 +193,10 @@ def run_objective(name: str, args) -> None:
         times.append(time.process_time() - t)
     per_step = sum(times[1:]) / 3
     steps = max(20, int(args.budget / per_step))
+    jsonl = Path(args.out) / f"ft-{name}.jsonl"
+    if jsonl.is_file():  # a resumed run keeps the step count (schedule, milestones) it started with
+        first = json.loads(jsonl.read_text().splitlines()[0])
+        steps, per_step = first["steps"], first["per_step_probe"]
     milestones = sorted({int(steps * f) for f in (0.25, 0.5, 1.0)})
     out = Path(args.out)
     run_dir = out / f"ft-{name}"
@@ -215,7 +219,6 @@ def run_objective(name: str, args) -> None:
         return row
 
     out.mkdir(parents=True, exist_ok=True)
-    jsonl = out / f"ft-{name}.jsonl"
     done = {json.loads(line)["step"] for line in jsonl.read_text().splitlines()} if jsonl.is_file() else set()
     if 0 not in done:  # where every objective starts
         with jsonl.open("a") as f:

@@ -171,3 +171,17 @@ def test_an_evaluation_without_a_prior_goes_when_one_comes(tmp_path):
     assert read_config(folder).eval.recon_fd == 3.0
     save_pipeline(folder, tok, maskgit_prior=tiny_maskgit_prior(tok.vocab_size, 2))
     assert read_config(folder).eval is None
+
+
+def test_an_evaluation_goes_with_another_tokenizer(tmp_path):
+    from conftest import tiny_tokenizer
+
+    from tokenizer_cli.config import EvalResult
+    from tokenizer_cli.hub import read_config, save_pipeline
+
+    folder = save_pipeline(tmp_path / "m", tiny_tokenizer("vq"), eval=EvalResult(recon_fd=3.0))
+    other = tiny_tokenizer("vq")
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    save_pipeline(folder, other)
+    assert read_config(folder).eval is None

@@ -191,3 +191,24 @@ def test_init_from_refuses_architecture_options_and_feature_net_misuse(runner, g
                               "--feature-weight", "1", "--feature-net", "fd-pictures-classifier"])
     assert res.exit_code == 1 and "64x64x3" in res.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_resuming_with_another_objective_is_one_line_naming_what_it_started_with(runner, grey_folder, tmp_path,
+                                                                                  monkeypatch):
+    out = tmp_path / "m"
+    args = ["train", "tokenizer", str(out), "--data", str(grey_folder), *TINY, "--steps", "4", "--checkpoint-every",
+            "2", "--adversarial-weight", "0.2"]
+    assert run_interrupted_at_step(monkeypatch, lambda: runner.invoke(app, args), "mse", 2).exit_code == 130
+    plain = [a for a in args if a not in ("--adversarial-weight", "0.2")]
+    res = runner.invoke(app, [*plain, "--resume"])
+    assert res.exit_code == 1
+    assert "was trained with --adversarial-weight 0.2 --adversarial-start 0 --feature-weight 0" in res.stderr
+    assert "resume with the same options" in res.stderr and "Traceback" not in res.output
+    assert runner.invoke(app, [*args, "--resume"]).exit_code == 0
+
+
+def test_a_critic_needs_pictures_of_16_px(tmp_path):
+    q = QuantizerConfig(kind="fsq", levels=[4, 4])
+    small = Tokenizer(TokenizerConfig(image_size=8, channels=3, tokens=4, layout="grid", base_channels=4, quantizer=q))
+    with pytest.raises(ValueError, match="16 px or more, not 8"):
+        TokenizerObjective(small, ObjectiveConfig(adversarial_weight=0.1))

@@ -51,3 +51,11 @@ def test_generate_reports_each_batch_and_samples_as_without_it(kind):
     ids = prior.generate(10, seed=2, batch_size=4, on_batch=done.append)
     assert done == [4, 4, 2]
     assert torch.equal(ids, prior.generate(10, seed=2, batch_size=4))
+
+
+def test_categorical_refuses_nan_and_empty_rows_as_multinomial_does():
+    g = torch.Generator().manual_seed(0)
+    for bad in (torch.tensor([[0.2, float("nan"), 0.3]]), torch.zeros(2, 5), torch.tensor([[1.0, float("inf")]])):
+        with pytest.raises(ValueError, match="finite, non-negative and not all zero"):
+            categorical(bad, g)
+    assert categorical(torch.ones(0, 7), g).shape == (0,)

@@ -91,6 +91,16 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return folder if (folder / "trainer.json").is_file() else None
 
 
+def checkpoint_info(folder: Path) -> dict:
+    """What a checkpoint says of its run (trainer.json, without the optimizer state); {} where it cannot be read
+    (load_checkpoint then says why in one line)."""
+    try:
+        info = json.loads((Path(folder) / "trainer.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in info.items() if k != "optimizer"} if isinstance(info, dict) else {}
+
+
 def load_checkpoint(folder: Path, models: dict[str, torch.nn.Module], opt: torch.optim.Optimizer) -> dict:
     """Restore models, optimizer and RNG in place; returns the saved info (with 'step').
 

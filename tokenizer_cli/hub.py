@@ -277,7 +277,8 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
     `records` replace config.json's records of that name (training, prior_training, maskgit_prior_training,
     metrics, eval; None removes one); the others, sections mvq does not know, and a prior (AR `prior` or
     `maskgit_prior`) not given here stay as the folder had them, a prior only if the folder's tokenizer is this
-    one (else it goes, with its records). README.md is the card written from the new config.json, titled `name`
+    one (else it goes, with its records), an evaluation only if the tokenizer and the prior it sampled with
+    stay. README.md is the card written from the new config.json, titled `name`
     (default: the folder's name), unless `card` is given. Nothing is written unless the whole new config
     checks out."""
     from safetensors.torch import save_file
@@ -294,16 +295,17 @@ def save_pipeline(folder: Path, tokenizer: Tokenizer, prior: torch.nn.Module | N
     # A prior the folder holds models the tokens of the tokenizer it was trained with: it stays only beside
     # that tokenizer. Beside another one (same vocabulary or not) it would sample wrong images silently.
     kept = [name for name in (old.prior_kinds if old is not None else []) if given[name] is None]
-    dropped = [] if not kept or _holds_tokenizer(folder, old, tokenizer) else kept
+    same_tokenizer = old is not None and _holds_tokenizer(folder, old, tokenizer)
+    dropped = [] if not kept or same_tokenizer else kept
     for kind_name in dropped:
         kind = PRIOR_KINDS[kind_name]
         cfg = dataclasses.replace(cfg, **{kind.key: None, kind.record: None})
-    # An evaluation's generation FD is that of the prior it sampled with: it goes when that prior is replaced or
-    # dropped (or, where it sampled with none, when one comes), unless `eval` is one of the records given.
+    # An evaluation measured a tokenizer and the prior it sampled with: it goes with another tokenizer, and when
+    # that prior is replaced or dropped (or, where it sampled with none, when one comes); unless `eval` is given.
     if old is not None and old.eval is not None and "eval" not in records:
         sampled = _sampled_with(old)
         changed = [k for k, module in given.items() if module is not None] + dropped
-        if (sampled in changed) or (sampled is None and changed):
+        if not same_tokenizer or (sampled in changed) or (sampled is None and changed):
             cfg = dataclasses.replace(cfg, eval=None)
     cfg.check()
     cfg.check_rewritable()  # before any file is replaced

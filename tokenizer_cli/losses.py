@@ -85,6 +85,9 @@ class TokenizerObjective(nn.Module):
     def __init__(self, tokenizer: nn.Module, cfg: ObjectiveConfig, feature_net: Classifier | None = None):
         super().__init__()
         self.tokenizer, self.cfg = tokenizer, cfg
+        if cfg.adversarial_weight > 0 and tokenizer.cfg.image_size < 16:
+            raise ValueError(f"the adversarial loss's patch critic needs pictures of 16 px or more, not "
+                             f"{tokenizer.cfg.image_size}")
         self.critic = PatchCritic(tokenizer.cfg.channels) if cfg.adversarial_weight > 0 else None
         if cfg.feature_weight > 0 and feature_net is None:
             raise ValueError("a feature distance needs a feature net")
@@ -100,18 +103,20 @@ class TokenizerObjective(nn.Module):
         recon, q = (net or self.tokenizer)(x)
         recon = recon.float()
         mse = F.mse_loss(recon, x)
-        loss = mse + q.loss
+        rec = mse  # what the adversarial term is balanced against: MSE and the feature distance, as in VQGAN
         stats = {"mse": mse.item(), "usage": q.usage, "perplexity": q.perplexity}
         if self._features:
             feat = self._features[0](x, recon)
-            loss = loss + self.cfg.feature_weight * feat
+            rec = rec + self.cfg.feature_weight * feat
             stats["feature"] = feat.item()
+        loss = rec + q.loss
         if self.critic is not None and step >= self.cfg.adversarial_start:
             self.critic.requires_grad_(False)  # the tokenizer's term trains the tokenizer only
             g_loss = -self.critic(recon).mean()
             self.critic.requires_grad_(True)
             if torch.is_grad_enabled():
-                loss = loss + self.adaptive_weight(mse, g_loss) * g_loss
+                loss = loss + self.adaptive_weight(rec, g_loss) * g_loss
+            stats["loss"] = loss.item()  # the tokenizer's loss is what the run logs, not the critic's beside it
             d_loss = hinge_critic_loss(self.critic(x), self.critic(recon.detach()))
             loss = loss + d_loss
             stats.update(adversarial=g_loss.item(), critic=d_loss.item())

@@ -6,6 +6,7 @@ the data position after a resume is a function of (seed, step) alone.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_info, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import PRIOR_KINDS, TrainingRecord, to_dict
 from .data import BadArgument, InputError
 from .datasets import FASHION, fashion_labels, load_images
@@ -168,6 +169,12 @@ def train_tokenizer(model, images: np.ndarray, cfg: TrainConfig, run_dir: Path, 
                          "process")
     trained = TokenizerObjective(model, objective, feature_net).to(device)
     with_critic = trained.critic is not None
+    started = dataclasses.asdict(objective)
+    if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
+        before = {**dataclasses.asdict(ObjectiveConfig()), **checkpoint_info(ckpt).get("objective", {})}
+        if before != started:
+            given = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in before.items())
+            raise ValueError(f"{ckpt} was trained with {given}: resume with the same options")
 
     def step_loss(net, idx: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
         x = to_float(data[idx]).to(device)
@@ -176,7 +183,8 @@ def train_tokenizer(model, images: np.ndarray, cfg: TrainConfig, run_dir: Path, 
 
     # Without a critic the optimizer and the checkpoint hold the tokenizer alone, as they always have.
     return _run(trained if with_critic else model, step_loss, len(data), cfg, Path(run_dir),
-                "tokenizer-critic" if with_critic else "tokenizer", device, resume, on_step, {"kind": "tokenizer"})
+                "tokenizer-critic" if with_critic else "tokenizer", device, resume, on_step,
+                {"kind": "tokenizer", "objective": started})
 
 
 def train_prior(prior, tokens: np.ndarray, labels: np.ndarray | None, cfg: TrainConfig, run_dir: Path,

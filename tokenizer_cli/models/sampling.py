@@ -92,13 +92,17 @@ def categorical(probs: torch.Tensor, g: torch.Generator, block: int = 128) -> to
     vocabulary of 15,360 that was half of MaskGIT's sampling time (a plain cumsum over the row is no faster)."""
     B, V = probs.shape
     pad = (-V) % block
-    blocks = (F.pad(probs, (0, pad)) if pad else probs).view(B, -1, block)  # (B, nb, block)
+    blocks = (F.pad(probs, (0, pad)) if pad else probs).reshape(B, (V + pad) // block, block)  # (B, nb, block)
     mass = blocks.sum(dim=-1).double()  # (B, nb); float32 within a block, float64 across
     cdf = mass.cumsum(dim=-1)
+    total = cdf[:, -1]
+    if not bool((torch.isfinite(total) & (total > 0)).all()):  # as torch.multinomial refuses them
+        raise ValueError("probabilities to draw from must be finite, non-negative and not all zero (a NaN or inf "
+                         "logit: did the prior diverge?)")
     u = torch.rand(B, 1, generator=g, device=probs.device, dtype=torch.float64) * cdf[:, -1:]  # (B, 1)
     # the first block (then id) whose cdf exceeds u, which has p > 0; the last such, should rounding reach the total
     b = torch.minimum(torch.searchsorted(cdf, u, right=True), (mass > 0).cumsum(dim=-1).argmax(dim=-1, keepdim=True))
-    rest = u - (cdf.gather(-1, b) - mass.gather(-1, b))  # (B, 1): how far into block b
+    rest = (u - (cdf.gather(-1, b) - mass.gather(-1, b))).clamp_min(0)  # (B, 1): how far into block b
     inside = blocks[torch.arange(B, device=probs.device), b[:, 0]].double()  # (B, block)
     j = torch.minimum(torch.searchsorted(inside.cumsum(dim=-1), rest, right=True),
                       (inside > 0).cumsum(dim=-1).argmax(dim=-1, keepdim=True))
