@@ -170,7 +170,8 @@ def run_objective(name: str, args) -> None:
     from tokenizer_cli.hub import save_pipeline
     from tokenizer_cli.losses import ObjectiveConfig, TokenizerObjective
     from tokenizer_cli.pipeline import load_pipeline
-    from tokenizer_cli.train import train_tokenizer
+    from tokenizer_cli.evaluate import held_out_metrics
+    from tokenizer_cli.train import train_tokenizer, training_record
 
     objective = ObjectiveConfig(adversarial_start=0, **OBJECTIVES[name])
     model = load_pipeline(args.init, "cpu", load_prior=False).tokenizer
@@ -240,9 +241,14 @@ def run_objective(name: str, args) -> None:
 
     cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup=min(100, steps // 10),
                       seed=args.seed, checkpoint_every=max(1, steps // 8))
-    train_tokenizer(model, train, cfg, run_dir / "checkpoints", torch.device("cpu"), resume=resume, on_step=on_step,
-                    objective=objective, feature_net=net if objective.feature_weight else None)
-    save_pipeline(run_dir / "model", model.cpu(), name=f"ft-{name}")
+    result = train_tokenizer(model, train, cfg, run_dir / "checkpoints", torch.device("cpu"), resume=resume,
+                             on_step=on_step, objective=objective, feature_net=net if objective.feature_weight else None)
+    data = str(DATA / "train" / "images.npy")
+    command = "python scripts/colour_study.py " + " ".join(sys.argv[1:])
+    record = training_record(cfg, result, data, "cpu", command=command, objective=objective,
+                             feature_net="fd-pictures-classifier", init_from=args.init)
+    save_pipeline(run_dir / "model", model.cpu(), name=f"ft-{name}", training=record,
+                  metrics=held_out_metrics(model, data, train))
     print(f"wrote {run_dir / 'model'}", flush=True)
 
 
