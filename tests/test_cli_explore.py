@@ -54,3 +54,19 @@ def test_explore_of_sampled_masks_adds_a_row_of_drawn_masks(runner, model_dir, t
         x = 2 + seed * 30
         tile = grid[2 + 2 * 30 : 2 + 2 * 30 + 28, x : x + 28].astype(float) / 127.5 - 1
         assert np.abs(tile - expect.numpy()).max() < 0.02
+
+
+def test_explore_a_colour_model_in_colour(runner, tmp_path):
+    from conftest import tiny_tokenizer
+    from tokenizer_cli.hub import save_pipeline
+
+    model_dir = save_pipeline(tmp_path / "colour", tiny_tokenizer("mvq", image_size=32, channels=3))
+    out = tmp_path / "e.png"
+    res = runner.invoke(app, ["explore", "--model", str(model_dir), "--code", "2", "--out", str(out),
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    grid = np.asarray(Image.open(out))
+    assert grid.ndim == 3 and grid.shape[2] == 3  # RGB tiles
+    expect = load_pipeline(str(model_dir)).tokenizer.decode(torch.tensor([[2, 0]]), torch.tensor([[0, 0]]))[0]
+    tile = grid[2 : 2 + 32, 2 : 2 + 32].astype(float) / 127.5 - 1  # row 0, column 0: code 2 under mask 0
+    assert np.abs(tile - expect.permute(1, 2, 0).numpy()).max() < 0.02
