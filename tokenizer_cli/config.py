@@ -462,7 +462,7 @@ class ReconstructionMetrics:
 
     images: int | None = None
     mse: float | None = None  # on [-1, 1] pixels
-    psnr: float | None = None  # dB on [0, 1] pixels
+    psnr: float | None = None  # dB on [0, 1] pixels, of the mean squared error over the images
     codebook_usage: float | None = None  # share of the vocabulary used
     tokens_used: int | None = None
     perplexity: float | None = None

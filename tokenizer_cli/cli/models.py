@@ -22,7 +22,7 @@ def _row(name: str, cfg: ModelConfig, where: str) -> list[str]:
 
 def models() -> None:
     """List models that load without a network: shipped defaults and cached Hub repos."""
-    table = Table("model", "quantizer", "T", "vocabulary", "images", "PSNR dB", "priors", "source")
+    table = Table("model", "quantizer", "T", "vocabulary", "images", "PSNR dB (mean MSE)", "priors", "source")
     for name in shipped_models():
         table.add_row(*_row(name, read_config(shipped_root() / name), "shipped"))
     try:
