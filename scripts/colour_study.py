@@ -309,8 +309,28 @@ def cpu_name() -> str:
         return platform.processor()
 
 
+def report_objectives(out: Path) -> None:
+    """The table of the --init runs in OUT (ft-*.jsonl): each objective at its milestones."""
+    rows = [json.loads(line) for f in sorted(out.glob("ft-*.jsonl")) for line in f.read_text().splitlines()]
+    print("| objective | step | CPU s | PSNR test | thumbnail | PSNR photos | thumbnail | SSIM test | "
+          "recon FD test | codes used |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        terms = " + ".join([f"{r[k]:g} {label}" for k, label in (("adversarial_weight", "adversarial"),
+                                                                   ("feature_weight", "feature")) if r.get(k)])
+        print(f"| MSE{' + ' + terms if terms else ''} | {r['step']}/{r['steps']} | {r['cpu_seconds']:.0f} | "
+              f"{r['psnr_test']:.2f} | {r['thumb_test']:.2f} | {r['psnr_photos']:.2f} | {r['thumb_photos']:.2f} | "
+              f"{r['ssim_test']:.4f} | {r['fd_test']:.1f} | {r['codes_used']} |")
+    if rows:
+        print(f"\nFrom {rows[0]['init']}, lr {rows[0]['lr']:g}, batch {rows[0]['batch']}; CPU: {rows[0]['cpu']} "
+              f"({rows[0]['capability']}), {rows[0]['threads']} thread(s) a run.")
+
+
 def report(out: Path) -> None:
-    rows = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    rows = [json.loads(line) for f in sorted(out.glob("*.jsonl")) if not f.name.startswith("ft-")
+            for line in f.read_text().splitlines()]
+    if not rows:
+        return
     print("| variant | tokens | precision | params | steps | CPU s | PSNR test | thumbnail | PSNR photos | "
           "thumbnail | codes used |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -354,6 +374,7 @@ def main() -> None:
         return
     if args.report:
         report(Path(args.out))
+        report_objectives(Path(args.out))
         return
     for name in args.variants.split(","):
         if name not in VARIANTS:
