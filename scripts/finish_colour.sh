@@ -9,7 +9,7 @@ data=${DATA:-/work/data/pictures64}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1
 cd "$(dirname "$0")/.."
 mvq=.venv/bin/mvq
-[ -f "$run.tokens.npy" ] || $mvq encode "$data/train/png" "$run.tokens.npy" --model "$run" --device cpu
-$mvq train prior "$run" --tokens-file "$run.tokens.npy" --steps "$steps" --batch-size 128 --checkpoint-every 200 \
+# the packed training array is encoded in memory (faster than reading its 70,000 PNGs back); resumable
+$mvq train prior "$run" --data "$data/train/images.npy" --steps "$steps" --batch-size 128 --checkpoint-every 200 \
   --device cpu $( [ -d "$run/checkpoints-prior" ] && echo --resume )
 .venv/bin/python scripts/ship_run.py "$run" "$name" --half --data "$data/test/images.npy"
