@@ -1,6 +1,6 @@
 """Make a finished scripts/compare.py run a shipped model: copy it to weights/NAME with its own card.
 
-Usage: python scripts/ship_run.py RUN_FOLDER NAME [--half] [--data DATA]
+Usage: python scripts/ship_run.py RUN_FOLDER NAME [--half] [--data DATA] [--why TEXT]
   RUN_FOLDER  e.g. runs/compare/runs/mvq-k16g4-t2-s0 (tokenizer, prior and `mvq eval` all done)
   --half      store the weights in float16 (scripts/half_weights.py) and measure them again with
               `mvq eval --data DATA`, so the card's numbers are those of the shipped files
@@ -30,6 +30,7 @@ def main() -> int:
     ap.add_argument("name")
     ap.add_argument("--half", action="store_true")
     ap.add_argument("--data", default="fashion-mnist", help="eval data for --half")
+    ap.add_argument("--why", help="the model's reasons for its design, for its card (config.json \"why\")")
     a = ap.parse_args()
     cfg = read_config(a.run)
     if (cfg.eval is None and not a.half) or not (a.run / "prior.safetensors").is_file():
@@ -52,7 +53,10 @@ def main() -> int:
         fields = {f.name for f in dataclasses.fields(EvalResult)}
         ev = EvalResult(**{k: v for k, v in ev.items() if k in fields})
         update_records(dest, eval=dataclasses.replace(ev, command="mvq " + shlex.join(args)))
-    write_config(dest, read_config(dest))  # today's format, and the card under its shipped name
+    cfg = read_config(dest)
+    if a.why:
+        cfg.other["why"] = a.why
+    write_config(dest, cfg)  # today's format, and the card under its shipped name
     print(f"shipped {a.run} as {dest}")
     return 0
 
