@@ -61,10 +61,10 @@ def features_fd(features1: np.ndarray, features2: np.ndarray) -> float:
 
 
 def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    """The 1-D Gaussian (size,), summing to 1, whose outer product with itself is SSIM's 2-D window."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g)  # (size, size), sums to 1
+    return g / g.sum()
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
@@ -80,10 +80,11 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
     size = min(window, x.shape[-2], x.shape[-1])
     size -= 1 - size % 2
     c = x.shape[1]
-    w = _gaussian_window(size, sigma).to(x.device).expand(c, 1, size, size)  # (C, 1, k, k): one filter a channel
+    g = _gaussian_window(size, sigma).to(x.device)
+    rows, cols = g.view(1, 1, size, 1).expand(c, 1, size, 1), g.view(1, 1, 1, size).expand(c, 1, 1, size)
 
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, w, groups=c)
+    def blur(t: torch.Tensor) -> torch.Tensor:  # the 2-D window as two 1-D passes: 2k products a pixel, not k^2
+        return F.conv2d(F.conv2d(t, rows, groups=c), cols, groups=c)
 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_x, mu_y = blur(x), blur(y)
