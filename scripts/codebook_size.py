@@ -185,8 +185,8 @@ def write_report(st: Settings) -> None:
     results = collect(st)
     st.out.mkdir(parents=True, exist_ok=True)
     (st.out / "results.json").write_text(json.dumps({"rows": results}, indent=1) + "\n")
-    steps = sorted({(r["steps"], r["prior_steps"]) for r in results}, key=str)
-    trained = "; ".join(f"{a} tokenizer steps, MaskGIT prior {b} steps" for a, b in steps) or "nothing yet"
+    steps = sorted({(r["steps"], r["prior_steps"]) for r in results if r["prior_steps"] is not None}, key=str)
+    trained = "; ".join(f"{a} tokenizer steps, MaskGIT prior {b} steps" for a, b in steps) or "no prior yet"
     lines = [f"# Codebook size on the 7x7 grid of Fashion-MNIST ({trained}; sampled in {EVAL_STEPS} steps)", "",
              "Usage and perplexity of the tokens of the test images; generation FD of as many MaskGIT samples.", "",
              "| run | quantizer | codebook | used | usage | perplexity | MSE | PSNR dB | recon FD | gen FD | images |",
