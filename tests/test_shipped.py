@@ -80,7 +80,7 @@ IDENTITIES = {
     "vq-fmnist-t16": ("a81329bf3137a827", "e41552ce759db5bc"),  # config hash: a MaskGIT prior added in 0.3
     # shipped in format 3 (one record per quantizer kind), as computed when they were shipped
     "fsq-pictures-t16": ("e87f8d345ccd512d", "cff228aac57f2434"),
-    "fsq-pictures-t64": ("09402cd237bb6e4f", "0fe9549d14ca5cbe"),
+    "fsq-pictures-t64": ("aa6ef923e52dfe66", "0fe9549d14ca5cbe"),  # fine-tuned 492 more steps in 0.3
     "fsq-fmnist-grid49": ("35eb568ffa838a3a", "4c52e6c5d4fc9d93"),  # shipped in 0.3 with both priors
 }
 
