@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -229,3 +230,18 @@ def test_plots_without_results(compare, tmp_path):
     compare.write_plots(tmp_path, [], compare.grid(28))
     with Image.open(tmp_path / "fd_vs_time.png") as img:
         assert img.size == (900, 600)
+
+
+def test_a_packed_picture_set_is_read_from_its_images_npy(compare, tmp_path):
+    """prepare_pictures.py writes train/images.npy and test/images.npy beside the PNGs: the plan reads those."""
+    data = tmp_path / "pictures"
+    for split in ("train", "test"):
+        (data / split / "png").mkdir(parents=True)
+    np.save(data / "train" / "images.npy", np.zeros((4, 32, 32, 3), dtype=np.uint8))
+    res = dry_run("--out", str(tmp_path / "cmp"), "--data", str(data), "--image-size", "32", "--channels", "3",
+                  "--only", "vq-k16-t2")
+    assert res.returncode == 0, res.stderr
+    run = planned(res.stdout)["vq-k16-t2-s0"]
+    assert options(run["tokenizer"])["--data"] == str(data / "train" / "images.npy")
+    assert options(run["prior"])["--data"] == str(data / "train" / "images.npy")
+    assert options(run["eval"])["--data"] == str(data / "test")  # no test/images.npy: the folder

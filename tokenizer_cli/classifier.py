@@ -22,6 +22,7 @@ from torch import nn
 from .data import InputError
 from .files import atomic_write, read_small_json
 from .hub import CONFIG_MAX_BYTES, BadCheckpoint, ModelNotFound, load_weights, shipped_root
+from .models.chunking import in_cpu_chunks
 
 DEFAULT_FEATURE_NET = "fd-fmnist-classifier"
 CONFIG_FILE = "classifier.json"
@@ -67,7 +68,12 @@ class Classifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [-1, 1] -> (B, F) penultimate activations (after ReLU), the FD feature space."""
-        return F.relu(self.embed(self.body(x)))  # (B, F)
+        def run(part: torch.Tensor) -> torch.Tensor:
+            return F.relu(self.embed(self.body(part)))
+
+        if self.training:  # batch norm takes the batch's statistics: never split it
+            return run(x)
+        return in_cpu_chunks(run, x, x.shape[-1] * x.shape[-2])  # (B, F)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # (B, num_classes)

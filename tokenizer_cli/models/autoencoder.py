@@ -12,6 +12,7 @@ from torch import nn
 
 from ..config import TokenizerConfig, grid_downsamples
 from ..quantizers import QuantizerOutput, build_quantizer
+from .chunking import in_cpu_chunks
 from .vit import ViTDecoder, ViTEncoder
 
 
@@ -179,7 +180,8 @@ class Tokenizer(nn.Module):
     @torch.inference_mode()
     def encode(self, images: torch.Tensor, with_masks: bool = False):
         """Token ids (B, T) int64; with_masks: (ids, masks (B, T) or None where the model has no masks)."""
-        q = self.quantize(self.latents(images))
+        pixels = images.shape[-1] * images.shape[-2]
+        q = self.quantize(in_cpu_chunks(self.latents, images, pixels))
         return (q.indices, q.masks) if with_masks else q.indices
 
     @torch.inference_mode()
@@ -189,4 +191,5 @@ class Tokenizer(nn.Module):
         """Images in [-1, 1] for token ids (B, T). MVQ with sampled masks uses `masks` (B, T) when given
         (exact reconstruction of encoded images) and draws them otherwise (see MVQ.sample_masks)."""
         mask_args = dict(masks=masks, generator=generator, temperature=mask_temperature, sampling=mask_sampling)
-        return self.decode_latents(self.codes(indices, **(mask_args if self.num_masks else {}))).clamp(-1, 1)
+        codes = self.codes(indices, **(mask_args if self.num_masks else {}))  # masks drawn for the whole batch
+        return in_cpu_chunks(self.decode_latents, codes, self.cfg.image_size**2).clamp(-1, 1)
