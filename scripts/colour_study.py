@@ -25,10 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tokenizer_cli.config import QuantizerConfig, TokenizerConfig
-from tokenizer_cli.images import to_float
-from tokenizer_cli.models import Tokenizer
-from tokenizer_cli.train import BatchOrder, TrainConfig, lr_at
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:  # the package `comparison` sits beside this file
+    sys.path.insert(0, HERE)
+
+from comparison.timing import cpu_seconds_per_step  # noqa: E402
+from tokenizer_cli.config import QuantizerConfig, TokenizerConfig  # noqa: E402
+from tokenizer_cli.images import to_float  # noqa: E402
+from tokenizer_cli.models import Tokenizer  # noqa: E402
+from tokenizer_cli.train import BatchOrder, TrainConfig, lr_at  # noqa: E402
 
 DATA = Path("/work/data/pictures64")
 FSQ_1000 = {"kind": "fsq", "levels": [8, 5, 5, 5]}
@@ -260,22 +265,14 @@ def step_times(args) -> None:
         torch.manual_seed(0)
         model = Tokenizer(TokenizerConfig(image_size=64, channels=3, tokens=args.tokens, layout=args.layout,
                                           quantizer=QuantizerConfig(**FSQ_1000), **tok_settings))
-        opt = torch.optim.AdamW(model.parameters(), lr=lr)
 
-        def step() -> None:
+        def loss(model=model, precision=precision) -> torch.Tensor:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 recon, q = model(x)
-            loss = F.mse_loss(recon.float(), x) + q.loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            return F.mse_loss(recon.float(), x) + q.loss
 
-        step(), step()
-        t = time.process_time()
-        for _ in range(3):
-            step()
-        print(f"| {name} | {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M | "
-              f"{(time.process_time() - t) / 3:.2f} |", flush=True)
+        per_step = cpu_seconds_per_step(loss, torch.optim.AdamW(model.parameters(), lr=lr))
+        print(f"| {name} | {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M | {per_step:.2f} |", flush=True)
     print(f"\nCPU: {cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} thread(s).")
 
 

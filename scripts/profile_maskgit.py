@@ -12,12 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from tokenizer_cli.config import MaskGITConfig
-from tokenizer_cli.models import MaskGITPrior
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:  # the package `comparison` sits beside this file
+    sys.path.insert(0, HERE)
+
+from comparison.timing import cpu_seconds_per_step  # noqa: E402
+from tokenizer_cli.config import MaskGITConfig  # noqa: E402
+from tokenizer_cli.models import MaskGITPrior  # noqa: E402
 
 
 def main() -> None:
@@ -30,20 +37,8 @@ def main() -> None:
     a = ap.parse_args()
     torch.manual_seed(0)
     prior = MaskGITPrior(MaskGITConfig(vocab_size=a.vocab, tokens=a.tokens, n_layer=4, n_head=4, n_embd=128))
-    opt = torch.optim.AdamW(prior.parameters(), lr=1e-3)
     tokens = torch.randint(0, a.vocab, (64, a.tokens))
-
-    def step() -> None:
-        loss = prior.loss(tokens)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step(), step()
-    t = time.process_time()
-    for _ in range(3):
-        step()
-    train = (time.process_time() - t) / 3
+    train = cpu_seconds_per_step(lambda: prior.loss(tokens), torch.optim.AdamW(prior.parameters(), lr=1e-3))
     prior.eval()
     prior.generate(50, steps=a.steps, seed=0)
     t = time.process_time()

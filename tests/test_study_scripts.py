@@ -134,3 +134,23 @@ def test_ship_prior_adds_a_float16_maskgit_prior_beside_a_shipped_model_and_refu
     save_pipeline(other, tiny_tokenizer(kind="vq"), maskgit_prior=tiny_maskgit_prior(4, 2))
     with pytest.raises(SystemExit, match="holds another tokenizer"):
         ship.main([str(other), "tiny", "--weights", str(weights)])
+
+
+def test_step_timing_steps_the_optimizer_and_the_studies_use_it():
+    load_script("profile_maskgit")  # puts scripts/ on the path, as the studies do for `comparison`
+    from comparison.timing import cpu_seconds_per_step
+
+    import torch
+
+    layer = torch.nn.Linear(4, 1)
+    before = layer.weight.detach().clone()
+    calls = []
+
+    def loss():
+        calls.append(1)
+        return layer(torch.ones(2, 4)).pow(2).sum()
+
+    seconds = cpu_seconds_per_step(loss, torch.optim.SGD(layer.parameters(), lr=0.1), warmup=1, repeats=2)
+    assert len(calls) == 3 and seconds >= 0
+    assert not torch.equal(before, layer.weight)
+    assert load_script("colour_study").cpu_seconds_per_step is cpu_seconds_per_step
