@@ -212,3 +212,12 @@ def test_a_critic_needs_pictures_of_16_px(tmp_path):
     small = Tokenizer(TokenizerConfig(image_size=8, channels=3, tokens=4, layout="grid", base_channels=4, quantizer=q))
     with pytest.raises(ValueError, match="16 px or more, not 8"):
         TokenizerObjective(small, ObjectiveConfig(adversarial_weight=0.1))
+
+
+def test_a_feature_net_of_another_shape_is_refused_by_the_library_too():
+    q = QuantizerConfig(kind="fsq", levels=[4, 4])
+    grey = Tokenizer(TokenizerConfig(image_size=28, channels=1, tokens=4, base_channels=4, quantizer=q))
+    colour_net = Classifier(ClassifierConfig(image_size=64, channels=3, width=4))
+    with pytest.raises(ValueError, match="made for 64x64x3 pictures, not this tokenizer's 28x28x1"):
+        TokenizerObjective(grey, ObjectiveConfig(feature_weight=0.1), feature_net=colour_net)
+    TokenizerObjective(grey, ObjectiveConfig(feature_weight=0.1), feature_net=Classifier(ClassifierConfig(width=4)))

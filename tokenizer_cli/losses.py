@@ -77,6 +77,14 @@ class FeatureDistance(nn.Module):
         return total / len(self.taps)
 
 
+def feature_net_mismatch(net: Classifier, image_size: int, channels: int) -> str | None:
+    """Why `net` cannot measure a feature distance on pictures of this shape, or None where it can."""
+    if (net.cfg.image_size, net.cfg.channels) == (image_size, channels):
+        return None
+    return (f"is made for {net.cfg.image_size}x{net.cfg.image_size}x{net.cfg.channels} pictures, not this "
+            f"tokenizer's {image_size}x{image_size}x{channels}")
+
+
 class TokenizerObjective(nn.Module):
     """What a tokenizer's training step minimises; holds the tokenizer and, with an adversarial term, its critic
     (both trained by one optimizer: the critic's parameters take no gradient from the tokenizer's term, the
@@ -91,6 +99,9 @@ class TokenizerObjective(nn.Module):
         self.critic = PatchCritic(tokenizer.cfg.channels) if cfg.adversarial_weight > 0 else None
         if cfg.feature_weight > 0 and feature_net is None:
             raise ValueError("a feature distance needs a feature net")
+        if cfg.feature_weight > 0 and (why := feature_net_mismatch(feature_net, tokenizer.cfg.image_size,
+                                                                  tokenizer.cfg.channels)):
+            raise ValueError(f"the feature net {why}")
         self._features = [FeatureDistance(feature_net)] if cfg.feature_weight > 0 else []  # not a submodule
 
     def to(self, *args, **kwargs):

@@ -193,12 +193,12 @@ def _feature_net(name: str, weight: float, image_size: int, channels: int):
             fail("--feature-net is the net of --feature-weight: give a weight above 0")
         return None, None
     from ..classifier import feature_net_for, load_feature_net
+    from ..losses import feature_net_mismatch
 
     name = feature_net_for(image_size, channels) if name == "auto" else name
     net, info = load_feature_net(name)
-    if (net.cfg.image_size, net.cfg.channels) != (image_size, channels):
-        fail(f"feature net {name} is made for {net.cfg.image_size}x{net.cfg.image_size}x{net.cfg.channels} "
-             f"pictures, not this tokenizer's {image_size}x{image_size}x{channels}")
+    if why := feature_net_mismatch(net, image_size, channels):
+        fail(f"feature net {name} {why}")
     return name, net
 
 
