@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .data import InputError
 
@@ -250,16 +250,54 @@ def enlarge(images: np.ndarray, scale: int) -> np.ndarray:
     return images if scale == 1 else np.repeat(np.repeat(images, scale, axis=1), scale, axis=2)
 
 
+CAPTION_PX = 14  # the strip under each pair of a comparison sheet
+
+
+def psnr_text(original: np.ndarray, reconstruction: np.ndarray) -> str:
+    """PSNR of one uint8 picture against another, as a sheet's caption prints it."""
+    mse = float(np.mean((original.astype(np.float64) - reconstruction.astype(np.float64)) ** 2))
+    return f"{10 * math.log10(255**2 / mse):.1f} dB" if mse > 0 else "exact"
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, font, text: str, width: int) -> str:
+    """`text`, cut at its end with an ellipsis until it is at most `width` pixels wide."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..." if text else ""
+
+
+def captioned(pair: np.ndarray, left: str, right: str) -> np.ndarray:
+    """uint8 (H, W[, C]) with a white strip of CAPTION_PX below: `left` under its left half, `right` at the
+    right end (cut to fit)."""
+    h, w = pair.shape[:2]
+    strip = Image.new("L" if pair.ndim == 2 else "RGB", (w, CAPTION_PX), "white")
+    draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default()
+    ink = 60 if pair.ndim == 2 else (60, 60, 60)
+    right_w = int(math.ceil(draw.textlength(right, font=font)))
+    draw.text((w - right_w - 1, 1), right, fill=ink, font=font)
+    draw.text((1, 1), _fit_text(draw, font, left, w - right_w - 8), fill=ink, font=font)
+    return np.concatenate([pair, np.asarray(strip, dtype=np.uint8)], axis=0)
+
+
 def comparison_sheet(originals: np.ndarray, reconstructions: np.ndarray, scale: int | None = None,
-                     pairs_per_row: int | None = None) -> np.ndarray:
-    """A sheet of pairs, original beside its reconstruction, tiles enlarged by `scale` (sheet_scale's default):
+                     pairs_per_row: int | None = None, names: Sequence[str] | None = None) -> np.ndarray:
+    """A sheet of pairs, original beside its reconstruction, tiles enlarged by `scale` (sheet_scale's default),
+    each pair captioned with the picture's name (from `names`, where given) and the reconstruction's PSNR:
     uint8 (N, H, W[, C]) each -> one uint8 image, about SHEET_WIDTH wide unless `pairs_per_row` says."""
     if originals.shape != reconstructions.shape:
         raise ValueError(f"originals {originals.shape} and reconstructions {reconstructions.shape} differ in shape")
+    if names is not None and len(names) != len(originals):
+        raise ValueError(f"{len(names)} names for {len(originals)} pictures")
     k = sheet_scale(originals.shape[1], scale)
     left, right = enlarge(originals, k), enlarge(reconstructions, k)
     gap = np.full((*left.shape[:2], 2, *left.shape[3:]), 255, dtype=np.uint8)
     pairs = np.concatenate([left, gap, right], axis=2)  # (N, H*k, 2*W*k + 2[, C])
+    names = names if names is not None else [""] * len(pairs)
+    pairs = np.stack([captioned(pair, name, psnr_text(a, b))
+                      for pair, name, a, b in zip(pairs, names, originals, reconstructions)])
     ncols = pairs_per_row or max(1, SHEET_WIDTH // (pairs.shape[2] + 8))
     return make_grid(pairs, ncols=ncols, pad=8)
 

@@ -291,12 +291,13 @@ class Pipeline:
         return self.decode(self.encode(images, batch_size, fit), output=output, batch_size=batch_size)
 
     def reconstruction_sheet(self, images: Any, fit: str = DEFAULT_FIT, scale: int | None = None,
-                             pairs_per_row: int | None = None):
+                             pairs_per_row: int | None = None, names: list[str] | None = None):
         """What `mvq reconstruct` draws, as one PIL image: each picture as the model reads it beside its
-        reconstruction, tiles enlarged `scale` times (default: at least files.READABLE_TILE px)."""
+        reconstruction, tiles enlarged `scale` times (default: at least files.READABLE_TILE px), each pair
+        captioned with its name (`names`, one per picture, where given) and its PSNR."""
         x = self.images_to_tensor(images, fit)
         recon = self.reconstruct(x, output="numpy")
-        return Image.fromarray(comparison_sheet(to_uint8(x), recon, scale, pairs_per_row))
+        return Image.fromarray(comparison_sheet(to_uint8(x), recon, scale, pairs_per_row, names))
 
     def decode_file(self, tokens_file: str | Path, folder: str | Path, force: bool = False, seed: int | None = 0,
                     batch_size: int = 256) -> list[Path]:

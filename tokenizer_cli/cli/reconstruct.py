@@ -53,7 +53,8 @@ def reconstruct(
     from ..images import to_float
 
     recon = pipe.reconstruct(to_float(originals), output="numpy")
-    files.save_png(files.comparison_sheet(originals, recon, scale), out)
+    names = [Path(name).stem for name in files.image_names([src.label() for src in sources])]
+    files.save_png(files.comparison_sheet(originals, recon, scale, names=names), out)
     mse = float(np.mean((originals.astype(np.float64) - recon) ** 2))
     psnr = f"PSNR {10 * math.log10(255**2 / mse):.2f} dB" if mse > 0 else "exact"
     tile = cfg.image_size * files.sheet_scale(cfg.image_size, scale)
