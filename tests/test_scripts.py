@@ -116,3 +116,24 @@ def test_prepare_openclipart_squares_splits_dedupes_and_records_sources(tmp_path
 
     res = run_script("prepare_openclipart.py", "--source", str(src), "--out", str(out), "--size", "16")
     assert res.returncode != 0 and "--overwrite" in res.stderr
+
+
+def test_pictures_figures_draws_a_row_per_model_of_the_test_pictures(model_with_prior, tmp_path):
+    """scripts/pictures_figures.py on a fake picture set (28x28 grey, as the tiny model reads)."""
+    data = tmp_path / "set"
+    (data / "test").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.save(data / "test" / "images.npy", rng.integers(0, 256, (30, 28, 28), dtype=np.uint8))
+    np.save(data / "test" / "labels.npy", np.arange(30) % 7)
+    out = tmp_path / "figs"
+    res = subprocess.run([sys.executable, str(SCRIPTS / "pictures_figures.py"), "--data", str(data), "--out", str(out),
+                          "--n", "9", f"tiny={model_with_prior}", f"again={model_with_prior}"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("PSNR") == 2
+    recon, samples = Image.open(out / "reconstructions.png"), Image.open(out / "samples.png")
+    width = 9 * 30 + 2  # 9 tiles of 28 px, 2 px apart and around
+    assert recon.size == (width, 3 * (28 + 4 + 14))  # originals, then a row per model, each captioned
+    assert samples.size == (width, 2 * (28 + 4 + 14))
+    rows = np.asarray(recon)
+    assert np.array_equal(rows[46:78], rows[92:124])  # the same model twice: the same row
