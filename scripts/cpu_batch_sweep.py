@@ -1,9 +1,9 @@
 """CPU seconds of inference at several batch sizes: a tokenizer's encode+decode and a feature net's features,
-over the same random images (what tokenizer_cli/models/chunking.py's CPU_CHUNK_PIXELS rests on).
+over the same random images (what tokenizer_cli/models/cpu_pieces.py's CPU_PIECE_PIXELS rests on).
 
     OMP_NUM_THREADS=1 python scripts/cpu_batch_sweep.py [--model fsq-pictures-t64] [--feature-net fd-pictures-classifier]
 
-Chunking is switched off here (CPU_CHUNK_PIXELS set huge) so each batch size is timed as it is.
+Chunking is switched off here (CPU_PIECE_PIXELS set huge) so each batch size is timed as it is.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from tokenizer_cli import Pipeline
 from tokenizer_cli.classifier import load_feature_net
-from tokenizer_cli.models import chunking
+from tokenizer_cli.models import cpu_pieces
 
 
 def cpu_seconds(fn, x: torch.Tensor, batch: int) -> float:
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--batches", type=int, nargs="+", default=[500, 128, 64, 32])
     args = ap.parse_args()
-    chunking.CPU_CHUNK_PIXELS = 1 << 62
+    cpu_pieces.CPU_PIECE_PIXELS = 1 << 62
     tokenizer = Pipeline.from_pretrained(args.model).tokenizer.eval()
     net, _ = load_feature_net(args.feature_net)
     cfg = tokenizer.cfg

@@ -11,14 +11,13 @@ mean MSE) and OUT/samples.png (a row of --n samples of each model's AR prior, se
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from tokenizer_cli import Pipeline
-from tokenizer_cli.files import captioned, enlarge, make_grid
+from tokenizer_cli.files import captioned, enlarge, make_grid, psnr_text
 
 GROUPS = ["photo", "painting", "texture", "render", "clip-art", "sprite", "icon"]  # prepare_pictures.py's labels
 
@@ -42,11 +41,6 @@ def strip(images: np.ndarray, scale: int, left: str, right: str = "") -> np.ndar
     return captioned(row, left, right)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255**2 / mse) if mse > 0 else float("inf")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", help="LABEL=FOLDER")
@@ -61,10 +55,10 @@ def main() -> None:
     for label, folder in models:
         pipe = Pipeline.from_pretrained(folder, device="cpu")
         recon = pipe.reconstruct(originals, output="numpy")
-        recon_rows.append(strip(recon, a.scale, label, f"{psnr(originals, recon):.2f} dB"))
+        recon_rows.append(strip(recon, a.scale, label, psnr_text(originals, recon)))
         samples = pipe.sample(a.n, seed=0, output="numpy")
         sample_rows.append(strip(samples, a.scale, label))
-        print(f"{label}: PSNR {psnr(originals, recon):.2f} dB on these {a.n} pictures", flush=True)
+        print(f"{label}: {psnr_text(originals, recon)} on these {a.n} pictures", flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("reconstructions.png", recon_rows), ("samples.png", sample_rows)):
         Image.fromarray(np.concatenate(rows, axis=0)).save(a.out / name)

@@ -8,6 +8,7 @@ from PIL import Image
 
 from tokenizer_cli import Pipeline
 from tokenizer_cli.cli.app import app
+from tokenizer_cli.data import InputError
 from tokenizer_cli.files import CAPTION_PX, comparison_sheet, psnr_text
 from tokenizer_cli.images import to_uint8
 
@@ -46,26 +47,39 @@ def test_sheet_shows_the_picture_beside_its_reconstruction(model_dir, image_dir)
 def test_each_pair_is_captioned_with_its_name_and_psnr():
     rng = np.random.default_rng(0)
     originals = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
-    recon = originals.copy()
-    recon[1] ^= 8  # the second pair off by a little: a finite PSNR
-    assert psnr_text(originals[0], recon[0]) == "exact"
-    assert psnr_text(originals[1], recon[1]) == "30.1 dB"  # 20 log10(255 / 8)
+    recon = originals ^ 8  # off by a little, alike: the same finite PSNR for both pairs
+    assert psnr_text(originals[:1], originals[:1]) == "exact"
+    assert psnr_text(originals[0], recon[0]) == psnr_text(originals[1], recon[1]) == "PSNR 30.07 dB"  # 20 log10(255 / 8)
     named = comparison_sheet(originals, recon, scale=6, pairs_per_row=2, names=["apple", "a-much-longer-name"])
     plain = comparison_sheet(originals, recon, scale=6, pairs_per_row=2)
     tile = 16 * 6
     strip = slice(8 + tile, 8 + tile + CAPTION_PX)
-    assert (named[strip] < 128).any()  # ink in the captions
-    assert not np.array_equal(named[strip], plain[strip])  # the names are drawn
+    first, second = slice(8, 8 + 2 * tile + 2), slice(2 * tile + 18, 4 * tile + 20)
+    assert (plain[strip] < 128).any()  # the PSNR alone
+    assert np.array_equal(plain[strip, first], plain[strip, second])  # same PSNR, no names: same captions
+    assert not np.array_equal(named[strip, first], named[strip, second])  # each pair its own name
     assert np.array_equal(named[8 : 8 + tile], plain[8 : 8 + tile])  # the pictures themselves untouched
-    first, second = named[strip, 8 : 8 + 2 * tile + 2], named[strip, 2 * tile + 18 : 4 * tile + 20]
-    assert not np.array_equal(first, second)  # each pair its own caption
     with pytest.raises(ValueError, match="1 names for 2 pictures"):
         comparison_sheet(originals, recon, names=["one"])
+    with pytest.raises(ValueError, match="at least one picture"):
+        comparison_sheet(originals[:0], recon[:0])
+
+
+def test_captions_of_odd_shapes_and_names():
+    grey = np.zeros((1, 28, 28, 1), dtype=np.uint8)  # a channel axis of 1
+    assert comparison_sheet(grey, grey, scale=1, names=["\u65e5\u672c \U0001f642" + "x" * 100_000]).ndim == 3
+    dot = np.zeros((1, 1, 1, 3), dtype=np.uint8)  # a 1-pixel picture: whatever of the caption fits
+    assert comparison_sheet(dot, dot ^ 1, scale=1, names=["n"]).shape == (1 + CAPTION_PX + 16, 4 + 16, 3)
 
 
 def test_cli_sheet_captions_carry_the_file_names(runner, model_dir, image_dir, tmp_path):
     sheet = tmp_path / "sheet.png"
     assert run(runner, "reconstruct", image_dir / "a.png", sheet, "--model", model_dir, "--scale", "4").exit_code == 0
-    img = np.asarray(Image.open(sheet))
-    caption = img[8 + 112 : 8 + 112 + CAPTION_PX]
-    assert (caption < 128).any()
+    pipe = Pipeline.from_pretrained(str(model_dir), device="cpu")
+    picture = Image.open(image_dir / "a.png")
+    assert np.array_equal(np.asarray(Image.open(sheet)), np.asarray(pipe.reconstruction_sheet([picture], scale=4,
+                                                                                             names=["a"])))
+    unnamed = np.asarray(pipe.reconstruction_sheet([picture], scale=4))
+    assert not np.array_equal(np.asarray(Image.open(sheet)), unnamed)
+    with pytest.raises(InputError, match="2 names for 1 pictures"):
+        pipe.reconstruction_sheet([picture], names=["a", "b"])

@@ -245,3 +245,16 @@ def test_a_packed_picture_set_is_read_from_its_images_npy(compare, tmp_path):
     assert options(run["tokenizer"])["--data"] == str(data / "train" / "images.npy")
     assert options(run["prior"])["--data"] == str(data / "train" / "images.npy")
     assert options(run["eval"])["--data"] == str(data / "test")  # no test/images.npy: the folder
+
+    done = tmp_path / "cmp" / "runs" / "vq-k16-t2-s0"  # finished before images.npy was read: its folder recorded
+    done.mkdir(parents=True)
+    cfg = {"mvq_format": 2, "training": {"steps": 1500, "batch_size": 128, "seed": 0, "data": str(data / "train")},
+           "metrics": {"mse": 0.1},
+           "tokenizer": {"tokens": 2, "layout": "1d", "base_channels": 16, "image_size": 32, "channels": 3,
+                         "quantizer": {"kind": "vq", "num_codes": 16}}}
+    (done / "config.json").write_text(json.dumps(cfg))
+    (done / "tokenizer.safetensors").write_bytes(b"x")
+    res = dry_run("--out", str(tmp_path / "cmp"), "--data", str(data), "--image-size", "32", "--channels", "3",
+                  "--only", "vq-k16-t2")
+    assert res.returncode == 0, res.stderr  # the same data, not "completed with other settings"
+    assert "tokenizer" not in planned(res.stdout)["vq-k16-t2-s0"]

@@ -151,6 +151,6 @@ def test_step_timing_steps_the_optimizer_and_the_studies_use_it():
         return layer(torch.ones(2, 4)).pow(2).sum()
 
     seconds = cpu_seconds_per_step(loss, torch.optim.SGD(layer.parameters(), lr=0.1), warmup=1, repeats=2)
-    assert len(calls) == 3 and seconds >= 0
+    assert len(calls) == 3 and isinstance(seconds, float)
     assert not torch.equal(before, layer.weight)
     assert load_script("colour_study").cpu_seconds_per_step is cpu_seconds_per_step

@@ -22,7 +22,7 @@ from torch import nn
 from .data import InputError
 from .files import atomic_write, read_small_json
 from .hub import CONFIG_MAX_BYTES, BadCheckpoint, ModelNotFound, load_weights, shipped_root
-from .models.chunking import in_cpu_chunks
+from .models.cpu_pieces import in_cpu_pieces
 
 DEFAULT_FEATURE_NET = "fd-fmnist-classifier"
 CONFIG_FILE = "classifier.json"
@@ -73,7 +73,7 @@ class Classifier(nn.Module):
 
         if self.training:  # batch norm takes the batch's statistics: never split it
             return run(x)
-        return in_cpu_chunks(run, x, x.shape[-1] * x.shape[-2])  # (B, F)
+        return in_cpu_pieces(run, x, x.shape[-1] * x.shape[-2])  # (B, F)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # (B, num_classes)

@@ -253,33 +253,50 @@ def enlarge(images: np.ndarray, scale: int) -> np.ndarray:
 CAPTION_PX = 14  # the strip under each pair of a comparison sheet
 
 
-def psnr_text(original: np.ndarray, reconstruction: np.ndarray) -> str:
-    """PSNR of one uint8 picture against another, as a sheet's caption prints it."""
+def psnr(original: np.ndarray, reconstruction: np.ndarray) -> float:
+    """PSNR in dB of uint8 pictures against others (their mean squared error over all pixels); inf if equal."""
     mse = float(np.mean((original.astype(np.float64) - reconstruction.astype(np.float64)) ** 2))
-    return f"{10 * math.log10(255**2 / mse):.1f} dB" if mse > 0 else "exact"
+    return 10 * math.log10(255**2 / mse) if mse > 0 else math.inf
+
+
+def psnr_text(original: np.ndarray, reconstruction: np.ndarray) -> str:
+    """`psnr` as the CLI and the sheets print it: "PSNR 23.12 dB", or "exact"."""
+    value = psnr(original, reconstruction)
+    return f"PSNR {value:.2f} dB" if math.isfinite(value) else "exact"
+
+
+def _drawable(text: str, font) -> str:
+    """`text` as the font can draw it: Pillow's bitmap font (without FreeType) knows Latin-1 only."""
+    return text.encode("latin-1", "replace").decode("latin-1") if isinstance(font, ImageFont.ImageFont) else text
 
 
 def _fit_text(draw: ImageDraw.ImageDraw, font, text: str, width: int) -> str:
     """`text`, cut at its end with an ellipsis until it is at most `width` pixels wide."""
+    text = text[: max(0, width)]  # no glyph is narrower than a pixel
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..." if text else ""
+    lo, hi = 0, len(text)  # the longest prefix that fits with the ellipsis: binary search
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if draw.textlength(text[:mid] + "...", font=font) <= width else (lo, mid - 1)
+    return text[:lo] + "..." if lo else ""
 
 
 def captioned(pair: np.ndarray, left: str, right: str) -> np.ndarray:
-    """uint8 (H, W[, C]) with a white strip of CAPTION_PX below: `left` under its left half, `right` at the
-    right end (cut to fit)."""
-    h, w = pair.shape[:2]
-    strip = Image.new("L" if pair.ndim == 2 else "RGB", (w, CAPTION_PX), "white")
+    """uint8 (H, W[, C]) with a white strip of CAPTION_PX below: `right` at its right end, `left` before it,
+    each cut to fit (a tile too narrow for the text shows what fits)."""
+    w = pair.shape[1]
+    grey = pair.ndim == 2 or pair.shape[-1] == 1
+    strip = Image.new("L" if grey else "RGB", (w, CAPTION_PX), "white")
     draw = ImageDraw.Draw(strip)
     font = ImageFont.load_default()
-    ink = 60 if pair.ndim == 2 else (60, 60, 60)
+    ink = 60 if grey else (60, 60, 60)
+    right = _fit_text(draw, font, _drawable(right, font), w - 2)
     right_w = int(math.ceil(draw.textlength(right, font=font)))
     draw.text((w - right_w - 1, 1), right, fill=ink, font=font)
-    draw.text((1, 1), _fit_text(draw, font, left, w - right_w - 8), fill=ink, font=font)
-    return np.concatenate([pair, np.asarray(strip, dtype=np.uint8)], axis=0)
+    draw.text((1, 1), _fit_text(draw, font, _drawable(left, font), w - right_w - 8), fill=ink, font=font)
+    band = np.asarray(strip, dtype=np.uint8).reshape(CAPTION_PX, w, *pair.shape[2:])
+    return np.concatenate([pair, band], axis=0)
 
 
 def comparison_sheet(originals: np.ndarray, reconstructions: np.ndarray, scale: int | None = None,
@@ -289,6 +306,8 @@ def comparison_sheet(originals: np.ndarray, reconstructions: np.ndarray, scale: 
     uint8 (N, H, W[, C]) each -> one uint8 image, about SHEET_WIDTH wide unless `pairs_per_row` says."""
     if originals.shape != reconstructions.shape:
         raise ValueError(f"originals {originals.shape} and reconstructions {reconstructions.shape} differ in shape")
+    if len(originals) == 0:
+        raise ValueError("a comparison sheet needs at least one picture")
     if names is not None and len(names) != len(originals):
         raise ValueError(f"{len(names)} names for {len(originals)} pictures")
     k = sheet_scale(originals.shape[1], scale)
@@ -296,7 +315,7 @@ def comparison_sheet(originals: np.ndarray, reconstructions: np.ndarray, scale: 
     gap = np.full((*left.shape[:2], 2, *left.shape[3:]), 255, dtype=np.uint8)
     pairs = np.concatenate([left, gap, right], axis=2)  # (N, H*k, 2*W*k + 2[, C])
     names = names if names is not None else [""] * len(pairs)
-    pairs = np.stack([captioned(pair, name, psnr_text(a, b))
+    pairs = np.stack([captioned(pair, name, psnr_text(a, b).removeprefix("PSNR "))
                       for pair, name, a, b in zip(pairs, names, originals, reconstructions)])
     ncols = pairs_per_row or max(1, SHEET_WIDTH // (pairs.shape[2] + 8))
     return make_grid(pairs, ncols=ncols, pad=8)

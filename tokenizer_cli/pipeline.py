@@ -291,11 +291,14 @@ class Pipeline:
         return self.decode(self.encode(images, batch_size, fit), output=output, batch_size=batch_size)
 
     def reconstruction_sheet(self, images: Any, fit: str = DEFAULT_FIT, scale: int | None = None,
-                             pairs_per_row: int | None = None, names: list[str] | None = None):
+                             pairs_per_row: int | None = None, names: Sequence[str] | None = None):
         """What `mvq reconstruct` draws, as one PIL image: each picture as the model reads it beside its
         reconstruction, tiles enlarged `scale` times (default: at least files.READABLE_TILE px), each pair
-        captioned with its name (`names`, one per picture, where given) and its PSNR."""
+        captioned with its PSNR and with its name (`names`, one per picture; `mvq reconstruct` gives the
+        files' names)."""
         x = self.images_to_tensor(images, fit)
+        if names is not None and len(names) != len(x):
+            raise InputError(f"{len(names)} names for {len(x)} pictures")
         recon = self.reconstruct(x, output="numpy")
         return Image.fromarray(comparison_sheet(to_uint8(x), recon, scale, pairs_per_row, names))
 

@@ -69,6 +69,12 @@ class Settings:
         return self.split("test")
 
 
+def same_data(source: str | None) -> str | None:
+    """A split named by its folder or by the folder's packed images.npy: the same data (runs finished before
+    compare.py read images.npy recorded the folder)."""
+    return str(Path(source).parent) if source and Path(source).name == "images.npy" else source
+
+
 def run_dir(st: Settings, spec: Spec, seed: int) -> Path:
     return st.out / "runs" / f"{spec.name}-s{seed}"
 
@@ -174,7 +180,7 @@ def tokenizer_mismatches(st: Settings, spec: Spec, seed: int, cfg: ModelConfig, 
     want("steps", tr.steps, st.steps)
     want("batch size", tr.batch_size, st.batch_size)
     want("seed", tr.seed, seed)
-    want("data", tr.data, st.train_data)
+    want("data", same_data(tr.data), same_data(st.train_data))
     want("base channels", tok.base_channels, st.base_channels)
     want("image size", tok.image_size, st.image_size)
     want("channels", tok.channels, st.channels)

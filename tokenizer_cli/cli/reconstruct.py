@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import math
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from .. import data as data_io
@@ -53,10 +51,9 @@ def reconstruct(
     from ..images import to_float
 
     recon = pipe.reconstruct(to_float(originals), output="numpy")
-    names = [Path(name).stem for name in files.image_names([src.label() for src in sources])]
+    names = [Path(src.path).stem + ("" if src.index is None else f"#{src.index}") for src in sources]
     files.save_png(files.comparison_sheet(originals, recon, scale, names=names), out)
-    mse = float(np.mean((originals.astype(np.float64) - recon) ** 2))
-    psnr = f"PSNR {10 * math.log10(255**2 / mse):.2f} dB" if mse > 0 else "exact"
+    psnr = files.psnr_text(originals, recon)
     tile = cfg.image_size * files.sheet_scale(cfg.image_size, scale)
     note = f" (the first {limit}: --limit for more)" if more else ""
     console.print(f"wrote {out}: {len(sources)} pictures{note} beside their reconstructions by {model}, "

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..config import TokenizerConfig, grid_downsamples
 from ..quantizers import QuantizerOutput, build_quantizer
-from .chunking import in_cpu_chunks
+from .cpu_pieces import in_cpu_pieces
 from .vit import ViTDecoder, ViTEncoder
 
 
@@ -181,7 +181,7 @@ class Tokenizer(nn.Module):
     def encode(self, images: torch.Tensor, with_masks: bool = False):
         """Token ids (B, T) int64; with_masks: (ids, masks (B, T) or None where the model has no masks)."""
         pixels = images.shape[-1] * images.shape[-2]
-        q = self.quantize(in_cpu_chunks(self.latents, images, pixels))
+        q = self.quantize(in_cpu_pieces(self.latents, images, pixels))
         return (q.indices, q.masks) if with_masks else q.indices
 
     @torch.inference_mode()
@@ -192,4 +192,4 @@ class Tokenizer(nn.Module):
         (exact reconstruction of encoded images) and draws them otherwise (see MVQ.sample_masks)."""
         mask_args = dict(masks=masks, generator=generator, temperature=mask_temperature, sampling=mask_sampling)
         codes = self.codes(indices, **(mask_args if self.num_masks else {}))  # masks drawn for the whole batch
-        return in_cpu_chunks(self.decode_latents, codes, self.cfg.image_size**2).clamp(-1, 1)
+        return in_cpu_pieces(self.decode_latents, codes, self.cfg.image_size**2).clamp(-1, 1)
