@@ -186,8 +186,11 @@ def test_sigint_to_a_running_encode_then_resume(runner, model_dir, tmp_path):
     folder = write_images(tmp_path / "imgs", 1500)
     out = tmp_path / "out" / "tokens.npy"
     args = [sys.executable, "-m", "tokenizer_cli", *map(str, encode_args(folder, out, model_dir))]
+    # SIGINT as a terminal delivers it: a suite started in the background (`pytest &`) passes SIGINT on ignored,
+    # and an ignored Ctrl-C rightly interrupts nothing
     proc = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while len(list(partial_folder(out).glob("rows-*.npz"))) < 2 and proc.poll() is None:  # some batches done
         assert time.monotonic() < deadline, "encode made no progress"
