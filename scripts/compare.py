@@ -77,6 +77,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test images only (default: all)")
     ap.add_argument("--feature-net", default=None, help="FD feature net for `mvq eval` (default: its own default)")
     ap.add_argument("--device", default="auto", help="--device of every mvq command")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                    help="--precision of every training (default: mvq's auto, which differs between machines: "
+                         "pin it where rows may be trained on several)")
     ap.add_argument("--bench-repeats", type=int, default=5, help="--repeats of `mvq benchmark`")
     ap.add_argument("--no-benchmark", action="store_true", help="do not time sampling")
     ap.add_argument("--report-only", action="store_true",
@@ -143,7 +146,8 @@ def settings_of(args: argparse.Namespace) -> Settings:
     return Settings(out=args.out, steps=args.steps, prior_steps=args.prior_steps, seeds=args.seeds,
                     batch_size=args.batch_size, base_channels=args.base_channels, data=args.data,
                     image_size=args.image_size, channels=args.channels, eval_limit=args.eval_limit,
-                    feature_net=args.feature_net, device=args.device, bench_repeats=args.bench_repeats)
+                    feature_net=args.feature_net, device=args.device, bench_repeats=args.bench_repeats,
+                    precision=args.precision)
 
 
 def check_settings(st: Settings, runs: list[tuple[Spec, int]]) -> bool:

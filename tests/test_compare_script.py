@@ -258,3 +258,23 @@ def test_a_packed_picture_set_is_read_from_its_images_npy(compare, tmp_path):
                   "--only", "vq-k16-t2")
     assert res.returncode == 0, res.stderr  # the same data, not "completed with other settings"
     assert "tokenizer" not in planned(res.stdout)["vq-k16-t2-s0"]
+
+
+def test_precision_is_pinned_for_every_training_and_checked(compare, tmp_path):
+    out = tmp_path / "cmp"
+    res = dry_run("--out", str(out), "--only", "vq-k16-t2", "--precision", "fp32")
+    assert res.returncode == 0, res.stderr
+    run = planned(res.stdout)["vq-k16-t2-s0"]
+    assert options(run["tokenizer"])["--precision"] == options(run["prior"])["--precision"] == "fp32"
+    assert "--precision" not in planned(dry_run("--out", str(out), "--only", "vq-k16-t2").stdout)["vq-k16-t2-s0"][
+        "tokenizer"]  # not pinned: mvq's own default
+    done = out / "runs" / "vq-k16-t2-s0"
+    done.mkdir(parents=True)
+    cfg = {"mvq_format": 2, "metrics": {"mse": 0.1},
+           "training": {"steps": 1500, "batch_size": 128, "seed": 0, "data": "fashion-mnist", "precision": "bf16"},
+           "tokenizer": {"tokens": 2, "layout": "1d", "base_channels": 16, "image_size": 28, "channels": 1,
+                         "quantizer": {"kind": "vq", "num_codes": 16}}}
+    (done / "config.json").write_text(json.dumps(cfg))
+    (done / "tokenizer.safetensors").write_bytes(b"x")
+    res = dry_run("--out", str(out), "--only", "vq-k16-t2", "--precision", "fp32")
+    assert res.returncode == 2 and "precision bf16 (asked: fp32)" in res.stderr

@@ -49,6 +49,7 @@ class Settings:
     feature_net: str | None
     device: str
     bench_repeats: int
+    precision: str | None = None  # --precision of the trainings (None: mvq's default, auto)
 
     def split(self, name: str) -> str:
         """The data of one split: fashion-mnist itself, or the folder's `name` subfolder where it has one, as
@@ -59,6 +60,10 @@ class Settings:
         d = Path(self.data)
         folder = d / name if (d / name).is_dir() else d
         return str(folder / "images.npy") if (folder / "images.npy").is_file() else str(folder)
+
+    @property
+    def precision_args(self) -> list[str]:
+        return ["--precision", self.precision] if self.precision else []
 
     @property
     def train_data(self) -> str:
@@ -88,13 +93,13 @@ def tokenizer_cmd(st: Settings, spec: Spec, seed: int, resume: bool) -> list[str
     return [*mvq_command(), "train", "tokenizer", str(run_dir(st, spec, seed)), *spec.quantizer_args(),
             "--data", st.train_data, "--image-size", str(st.image_size), "--channels", str(st.channels),
             "--steps", str(st.steps), "--batch-size", str(st.batch_size), "--base-channels", str(st.base_channels),
-            "--seed", str(seed), "--device", st.device, "--resume" if resume else "--overwrite"]
+            "--seed", str(seed), "--device", st.device, *st.precision_args, "--resume" if resume else "--overwrite"]
 
 
 def prior_cmd(st: Settings, spec: Spec, seed: int, resume: bool) -> list[str]:
     cmd = [*mvq_command(), "train", "prior", str(run_dir(st, spec, seed)), "--data", st.train_data, *PRIOR_SIZE,
            "--steps", str(st.prior_steps), "--batch-size", str(prior_batch(spec.tokens)), "--seed", str(seed),
-           "--device", st.device]
+           "--device", st.device, *st.precision_args]
     return cmd + (["--resume"] if resume else ["--overwrite"])  # a prior of an older tokenizer goes
 
 
@@ -181,6 +186,8 @@ def tokenizer_mismatches(st: Settings, spec: Spec, seed: int, cfg: ModelConfig, 
     want("batch size", tr.batch_size, st.batch_size)
     want("seed", tr.seed, seed)
     want("data", same_data(tr.data), same_data(st.train_data))
+    if st.precision:
+        want("precision", tr.precision, st.precision)
     want("base channels", tok.base_channels, st.base_channels)
     want("image size", tok.image_size, st.image_size)
     want("channels", tok.channels, st.channels)
@@ -211,6 +218,8 @@ def prior_mismatches(st: Settings, spec: Spec, seed: int, cfg: ModelConfig, want
     want("prior steps", pt.steps, st.prior_steps)
     want("prior batch size", pt.batch_size, prior_batch(spec.tokens))
     want("prior seed", pt.seed, seed)
+    if st.precision:
+        want("prior precision", pt.precision, st.precision)
     for key, value in PRIOR_DEFAULTS.items():
         want(f"prior {key}", getattr(cfg.prior, key, None), value)
 
