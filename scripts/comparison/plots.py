@@ -97,7 +97,7 @@ def scatter_png(path: Path, points: list[dict], x_label: str, y_label: str, titl
     draw_grid(d, box, xt, yt, px, py, log_x, font)
     draw_axis_labels(img, d, box, h, x_label, y_label, font)
     draw_points(d, pts, px, py, small)
-    draw_legend(d, box, pts, font, legend or LABELS)
+    draw_legend(d, box, pts, font, legend or LABELS, [(px(p["x"]), py(p["y"])) for p in pts])
     img.save(path, format="PNG")
 
 
@@ -167,13 +167,23 @@ def draw_points(d, pts: list[dict], px, py, small) -> None:
             d.text((X + 9, Y), p["label"], fill=(60, 60, 60), font=small, anchor="lm")
 
 
-def draw_legend(d, box: tuple, pts: list[dict], font, names: dict[str, str] = LABELS) -> None:
-    """One marker and name per quantizer present, in the top right corner."""
+def draw_legend(d, box: tuple, pts: list[dict], font, names: dict[str, str] = LABELS,
+                at: list[tuple[float, float]] = ()) -> None:
+    """One marker and name per quantizer present, in the corner of the plot that hides fewest of the points
+    drawn at pixels `at` (the top right where none is)."""
     x0, y0, x1, y1 = box
     kinds = [k for k in COLOURS if any(p["quantizer"] == k for p in pts)]
-    width = max((d.textlength(names[k], font=font) for k in kinds), default=60)
-    lx, ly = x1 - 36 - int(width), y0 + 10  # wide enough for the longest name
-    d.rectangle([lx - 8, ly - 6, x1 - 8, ly + 22 * len(kinds) - 2], fill=(255, 255, 255), outline=(150, 150, 150))
+    width = int(max((d.textlength(names[k], font=font) for k in kinds), default=60)) + 44  # the longest name
+    height = 22 * len(kinds) + 4
+
+    def hidden(corner: tuple[float, float]) -> int:
+        cx, cy = corner
+        return sum(cx - 12 <= x <= cx + width + 12 and cy - 12 <= y <= cy + height + 12 for x, y in at)
+
+    corners = [(x1 - 8 - width, y0 + 4), (x0 + 8, y0 + 4), (x1 - 8 - width, y1 - 4 - height), (x0 + 8, y1 - 4 - height)]
+    left, top = min(corners, key=hidden)  # min keeps the first (top right) among equals
+    lx, ly = left + 8, top + 6
+    d.rectangle([left, top, left + width, top + height], fill=(255, 255, 255), outline=(150, 150, 150))
     for i, k in enumerate(kinds):
         draw_marker(d, lx + 6, ly + 8 + 22 * i, k)
         d.text((lx + 20, ly + 8 + 22 * i), names[k], fill=(0, 0, 0), font=font, anchor="lm")
