@@ -259,10 +259,10 @@ def psnr(original: np.ndarray, reconstruction: np.ndarray) -> float:
     return 10 * math.log10(255**2 / mse) if mse > 0 else math.inf
 
 
-def psnr_text(original: np.ndarray, reconstruction: np.ndarray) -> str:
-    """`psnr` as the CLI and the sheets print it: "PSNR 23.12 dB", or "exact"."""
+def psnr_text(original: np.ndarray, reconstruction: np.ndarray, prefix: str = "PSNR ") -> str:
+    """`psnr` as the CLI prints it ("PSNR 23.12 dB", or "exact"); the sheets' captions drop the prefix."""
     value = psnr(original, reconstruction)
-    return f"PSNR {value:.2f} dB" if math.isfinite(value) else "exact"
+    return f"{prefix}{value:.2f} dB" if math.isfinite(value) else "exact"
 
 
 def _drawable(text: str, font) -> str:
@@ -315,7 +315,7 @@ def comparison_sheet(originals: np.ndarray, reconstructions: np.ndarray, scale: 
     gap = np.full((*left.shape[:2], 2, *left.shape[3:]), 255, dtype=np.uint8)
     pairs = np.concatenate([left, gap, right], axis=2)  # (N, H*k, 2*W*k + 2[, C])
     names = names if names is not None else [""] * len(pairs)
-    pairs = np.stack([captioned(pair, name, psnr_text(a, b).removeprefix("PSNR "))
+    pairs = np.stack([captioned(pair, name, psnr_text(a, b, prefix=""))
                       for pair, name, a, b in zip(pairs, names, originals, reconstructions)])
     ncols = pairs_per_row or max(1, SHEET_WIDTH // (pairs.shape[2] + 8))
     return make_grid(pairs, ncols=ncols, pad=8)
