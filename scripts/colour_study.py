@@ -37,11 +37,15 @@ from tokenizer_cli.train import BatchOrder, TrainConfig, lr_at  # noqa: E402
 
 DATA = Path("/work/data/pictures64")
 FSQ_1000 = {"kind": "fsq", "levels": [8, 5, 5, 5]}
+# --quantizer: FSQ 1,000 codes for the colour default; the picture comparison's K=16 pair (issue 18)
+QUANTIZERS: dict[str, dict] = {"fsq-1000": FSQ_1000, "mvq-k16g4": {"kind": "mvq", "num_codes": 16, "mask_bits": 4},
+                               "vq-k16": {"kind": "vq", "num_codes": 16}}
 GROUPS = ["photo", "painting", "texture", "render", "clip-art", "sprite", "icon"]  # prepare_pictures.py's labels
 
 # name: (tokenizer settings, learning rate, precision)
 VARIANTS: dict[str, tuple[dict, float, str]] = {
     "conv16": ({"base_channels": 16}, 2e-3, "fp32"),
+    "conv16-rb0": ({"base_channels": 16, "res_blocks": 0}, 2e-3, "fp32"),
     "conv32": ({"base_channels": 32}, 2e-3, "fp32"),
     "conv48": ({"base_channels": 48}, 2e-3, "fp32"),
     "conv16-bf16": ({"base_channels": 16}, 2e-3, "bf16"),
@@ -95,7 +99,7 @@ def load_sets(limit: int) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
 def run_variant(name: str, args) -> None:
     tok_settings, lr, precision = VARIANTS[name]
     torch.manual_seed(args.seed)
-    q = QuantizerConfig(**FSQ_1000)
+    q = QuantizerConfig(**QUANTIZERS[args.quantizer])
     cfg = TokenizerConfig(image_size=64, channels=3, tokens=args.tokens, layout=args.layout, quantizer=q,
                           **tok_settings)
     model = Tokenizer(cfg)
@@ -127,10 +131,11 @@ def run_variant(name: str, args) -> None:
     tcfg = TrainConfig(steps=steps, lr=lr, warmup=min(200, steps // 10))
     del probe
     milestones = sorted({int(steps * f) for f in (0.125, 0.25, 0.5, 1.0)})
-    out = Path(args.out) / f"{name}-t{args.tokens}-{args.layout}.jsonl"
+    quantizer = "" if args.quantizer == "fsq-1000" else f"-{args.quantizer}"
+    out = Path(args.out) / f"{name}{quantizer}-t{args.tokens}-{args.layout}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     cpu = 0.0
-    info = {"variant": name, "tokens": args.tokens, "layout": args.layout, "precision": precision, "lr": lr,
+    info = {"variant": name, "quantizer": args.quantizer, "tokens": args.tokens, "layout": args.layout, "precision": precision, "lr": lr,
             "params": sum(p.numel() for p in model.parameters()), "per_step_probe": round(per_step, 4),
             "steps": steps, "batch": args.batch_size, "cpu": cpu_name(),
             "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
@@ -332,7 +337,8 @@ def report(out: Path) -> None:
           "thumbnail | codes used |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['tokens']} {r['layout']} | {r['precision']} | {r['params'] / 1e6:.2f}M | "
+        quantizer = "" if r.get("quantizer", "fsq-1000") == "fsq-1000" else f" {r['quantizer']}"
+        print(f"| {r['variant']}{quantizer} | {r['tokens']} {r['layout']} | {r['precision']} | {r['params'] / 1e6:.2f}M | "
               f"{r['step']}/{r['steps']} | {r['cpu_seconds']:.0f} | {r['psnr_test']:.2f} | {r['thumb_test']:.2f} | "
               f"{r.get('psnr_photos', float('nan')):.2f} | {r.get('thumb_photos', float('nan')):.2f} | "
               f"{r['codes_used']} |")
@@ -345,6 +351,7 @@ def main() -> None:
     p.add_argument("--variants", default="conv32")
     p.add_argument("--budget", type=float, default=600, help="CPU seconds of training per variant")
     p.add_argument("--tokens", type=int, default=16)
+    p.add_argument("--quantizer", choices=list(QUANTIZERS), default="fsq-1000")
     p.add_argument("--layout", default="1d")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--eval-images", type=int, default=2000)

@@ -74,6 +74,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--channels", type=int, default=1, help="1 (grey) or 3 (RGB)")
     ap.add_argument("--batch-size", type=int, default=128, help="tokenizer batch size, the same for every run")
     ap.add_argument("--base-channels", type=int, default=16, help="autoencoder width, the same for every run")
+    ap.add_argument("--res-blocks", type=int, default=1,
+                    help="residual blocks at each resolution of the autoencoder, the same for every run")
     ap.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test images only (default: all)")
     ap.add_argument("--feature-net", default=None, help="FD feature net for `mvq eval` (default: its own default)")
     ap.add_argument("--device", default="auto", help="--device of every mvq command")
@@ -147,7 +149,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
                     batch_size=args.batch_size, base_channels=args.base_channels, data=args.data,
                     image_size=args.image_size, channels=args.channels, eval_limit=args.eval_limit,
                     feature_net=args.feature_net, device=args.device, bench_repeats=args.bench_repeats,
-                    precision=args.precision)
+                    precision=args.precision, res_blocks=args.res_blocks)
 
 
 def check_settings(st: Settings, runs: list[tuple[Spec, int]]) -> bool:
@@ -192,7 +194,8 @@ def report_settings(st: Settings, rows: list[dict], argv: list[str] | None) -> d
     bench = read_json(st.out / "benchmark.json") or {}
     settings = {"data": st.data, "train_data": st.train_data, "eval_data": st.eval_data, "image_size": st.image_size,
                 "channels": st.channels, "steps": st.steps, "prior_steps": st.prior_steps, "seeds": st.seeds,
-                "batch_size": st.batch_size, "base_channels": st.base_channels, "eval_limit": st.eval_limit,
+                "batch_size": st.batch_size, "base_channels": st.base_channels,
+                "res_blocks": st.res_blocks, "eval_limit": st.eval_limit,
                 "eval_images": sorted({r["eval_images"] for r in rows}) or None,
                 "feature_net": st.feature_net, "feature_nets": ", ".join(sorted({str(r["feature_net"]) for r in rows})),
                 "fd_floor": ", ".join(sorted({f"{r['fd_floor']:.3g}" for r in rows if r["fd_floor"] is not None})),

@@ -278,3 +278,25 @@ def test_precision_is_pinned_for_every_training_and_checked(compare, tmp_path):
     (done / "tokenizer.safetensors").write_bytes(b"x")
     res = dry_run("--out", str(out), "--only", "vq-k16-t2", "--precision", "fp32")
     assert res.returncode == 2 and "precision bf16 (asked: fp32)" in res.stderr
+
+
+def test_res_blocks_reach_every_tokenizer_and_are_checked(compare, tmp_path):
+    out = tmp_path / "cmp"
+    res = dry_run("--out", str(out), "--only", "vq-k16-t2", "mvq-k16g4-t2", "--res-blocks", "0")
+    assert res.returncode == 0, res.stderr
+    plan = planned(res.stdout)
+    assert options(plan["vq-k16-t2-s0"]["tokenizer"])["--res-blocks"] == "0"
+    assert options(plan["mvq-k16g4-t2-s0"]["tokenizer"])["--res-blocks"] == "0"
+    default = planned(dry_run("--out", str(out), "--only", "vq-k16-t2").stdout)["vq-k16-t2-s0"]["tokenizer"]
+    assert "--res-blocks" not in default  # mvq's own default (1): the commands of older tables stay as they were
+    done = out / "runs" / "vq-k16-t2-s0"
+    done.mkdir(parents=True)
+    cfg = {"mvq_format": 2, "metrics": {"mse": 0.1},
+           "training": {"steps": 1500, "batch_size": 128, "seed": 0, "data": "fashion-mnist"},
+           "tokenizer": {"tokens": 2, "layout": "1d", "base_channels": 16, "image_size": 28, "channels": 1,
+                         "res_blocks": 1, "quantizer": {"kind": "vq", "num_codes": 16}}}
+    (done / "config.json").write_text(json.dumps(cfg))
+    (done / "tokenizer.safetensors").write_bytes(b"x")
+    res = dry_run("--out", str(out), "--only", "vq-k16-t2", "--res-blocks", "0")
+    assert res.returncode == 2 and "residual blocks 1 (asked: 0)" in res.stderr
+    assert dry_run("--out", str(out), "--only", "vq-k16-t2").returncode == 0

@@ -73,12 +73,13 @@ def test_cli_train_tokenizer_on_an_image_folder(runner, tmp_path):
     out = tmp_path / "model"
     args = ["train", "tokenizer", str(out), "--data", str(folder), "--quantizer", "vq", "--tokens", "3",
             "--codebook-size", "8", "--image-size", "32", "--channels", "3", "--base-channels", "4",
-            "--steps", "4", "--batch-size", "8", "--device", "cpu"]
+            "--res-blocks", "0", "--steps", "4", "--batch-size", "8", "--device", "cpu"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "tokenizer.safetensors"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["tokenizer"]["channels"] == 3 and cfg["metrics"]["images"] == 24
+    assert cfg["tokenizer"]["res_blocks"] == 0
     assert "mse" in (out / "README.md").read_text()
     pipe = load_pipeline(str(out))
     assert pipe.tokenizer.encode(torch.zeros(1, 3, 32, 32)).shape == (1, 3)

@@ -84,11 +84,16 @@ def write_markdown(path: Path, rows: list[dict], specs: list[Spec], settings: di
     path.write_text("\n".join(lines))
 
 
+def res_blocks_text(settings: dict) -> str:
+    blocks = settings.get("res_blocks", 1)  # results of before the option: mvq's default, 1
+    return "" if blocks == 1 else f", {blocks} residual blocks a resolution"
+
+
 def settings_lines(settings: dict) -> list[str]:
     """The title and the paragraph of the settings (with a note when FD is measured with another data's net)."""
     lines = [f"# VQ vs FSQ vs MVQ on {settings['data']}", ""]
     lines.append(f"Tokenizers: {settings['steps']} steps, batch {settings['batch_size']}, base channels "
-                 f"{settings['base_channels']}; priors: 4 layers, 4 heads, width 128, {settings['prior_steps']} steps; "
+                 f"{settings['base_channels']}{res_blocks_text(settings)}; priors: 4 layers, 4 heads, width 128, {settings['prior_steps']} steps; "
                  f"seeds {settings['seeds']}; eval on {settings['eval_images'] or '-'} images of "
                  f"{settings['eval_data']} (FD in the features of `{settings['feature_nets'] or '-'}`, real-vs-real floor "
                  f"{settings['fd_floor'] or '-'}); "

@@ -50,6 +50,7 @@ class Settings:
     device: str
     bench_repeats: int
     precision: str | None = None  # --precision of the trainings (None: mvq's default, auto)
+    res_blocks: int = 1  # residual blocks at each resolution of every tokenizer (mvq's default: 1)
 
     def split(self, name: str) -> str:
         """The data of one split: fashion-mnist itself, or the folder's `name` subfolder where it has one, as
@@ -93,7 +94,7 @@ def tokenizer_cmd(st: Settings, spec: Spec, seed: int, resume: bool) -> list[str
     return [*mvq_command(), "train", "tokenizer", str(run_dir(st, spec, seed)), *spec.quantizer_args(),
             "--data", st.train_data, "--image-size", str(st.image_size), "--channels", str(st.channels),
             "--steps", str(st.steps), "--batch-size", str(st.batch_size), "--base-channels", str(st.base_channels),
-            "--seed", str(seed), "--device", st.device, *st.precision_args, "--resume" if resume else "--overwrite"]
+            *(["--res-blocks", str(st.res_blocks)] if st.res_blocks != 1 else []), "--seed", str(seed), "--device", st.device, *st.precision_args, "--resume" if resume else "--overwrite"]
 
 
 def prior_cmd(st: Settings, spec: Spec, seed: int, resume: bool) -> list[str]:
@@ -189,6 +190,7 @@ def tokenizer_mismatches(st: Settings, spec: Spec, seed: int, cfg: ModelConfig, 
     if st.precision:
         want("precision", tr.precision, st.precision)
     want("base channels", tok.base_channels, st.base_channels)
+    want("residual blocks", tok.res_blocks, st.res_blocks)
     want("image size", tok.image_size, st.image_size)
     want("channels", tok.channels, st.channels)
     want("tokens", tok.tokens, spec.tokens)

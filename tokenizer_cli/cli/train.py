@@ -74,6 +74,7 @@ def tokenizer(
     fit: FitOpt = DEFAULT_FIT,
     backbone: Annotated[str, typer.Option("--backbone", callback=one_of("conv", "vit"), help="conv (residual conv net) | vit (Transformer over patches; TiTok-style latent tokens for --layout 1d, a token per patch for grid). On CPUs with native bf16 vit's large matmuls train fastest.")] = "conv",
     base_channels: Annotated[int, typer.Option("--base-channels", min=4, help="conv: width of the first stage.")] = 32,
+    res_blocks: Annotated[int, typer.Option("--res-blocks", min=0, max=16, help="conv: residual blocks at each resolution (0: the down- and upsampling convs only, about half the step time).")] = 1,
     patch_size: Annotated[int, typer.Option("--patch-size", min=1, max=64, help="vit: patch side in pixels.")] = 8,
     vit_width: Annotated[int, typer.Option("--vit-width", min=8, max=8192, help="vit: model width (a multiple of --vit-heads).")] = 256,
     vit_layers: Annotated[int, typer.Option("--vit-layers", min=1, max=64, help="vit: blocks in the encoder, and again in the decoder.")] = 4,
@@ -122,7 +123,8 @@ def tokenizer(
                                    mask_scope=mask_scope, mask_gradient=mask_gradient, levels=_levels(levels),
                                    dead_threshold=dead_threshold)
             cfg = TokenizerConfig(image_size=image_size, channels=channels, tokens=tokens, layout=layout,
-                                  base_channels=base_channels, quantizer=qcfg, backbone=backbone,
+                                  base_channels=base_channels, res_blocks=res_blocks, quantizer=qcfg,
+                                  backbone=backbone,
                                   patch_size=patch_size, vit_width=vit_width, vit_layers=vit_layers,
                                   vit_heads=vit_heads)
             model = Tokenizer(cfg)
@@ -169,7 +171,7 @@ def tokenizer(
 
 ARCHITECTURE_OPTIONS = ("quantizer", "tokens", "layout", "dim", "num_codes", "mask_bits", "subset_ratio",
                         "hypothesis_form", "mask_scope", "mask_gradient", "winner", "levels", "dead_threshold",
-                        "image_size", "channels", "backbone", "base_channels", "patch_size", "vit_width",
+                        "image_size", "channels", "backbone", "base_channels", "res_blocks", "patch_size", "vit_width",
                         "vit_layers", "vit_heads")
 
 
