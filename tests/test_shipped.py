@@ -82,6 +82,9 @@ IDENTITIES = {
     "fsq-pictures-t16": ("e87f8d345ccd512d", "cff228aac57f2434"),
     "fsq-pictures-t64": ("aa6ef923e52dfe66", "0fe9549d14ca5cbe"),  # fine-tuned 492 more steps in 0.3
     "fsq-fmnist-grid49": ("35eb568ffa838a3a", "4c52e6c5d4fc9d93"),  # shipped in 0.3 with both priors
+    # the picture-set comparison's K=16 pair (results/pictures)
+    "mvq-pictures-t2": ("5ab7ef20a0ae03a1", "eece3511c5067d97"),
+    "mvq-pictures-t5": ("fae9103b7cf501b4", "2071242b4680015d"),
 }
 
 
