@@ -85,6 +85,8 @@ IDENTITIES = {
     # the picture-set comparison's K=16 pair (results/pictures)
     "mvq-pictures-t2": ("5ab7ef20a0ae03a1", "eece3511c5067d97"),
     "mvq-pictures-t5": ("fae9103b7cf501b4", "2071242b4680015d"),
+    "vq-pictures-k16-t2": ("6f4a78043d2b644d", "ac320670c3efe35e"),
+    "vq-pictures-k16-t5": ("f7bf4c9045bcc2d9", "5ec1cd3b9cefd9ca"),
 }
 
 
