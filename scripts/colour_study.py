@@ -40,6 +40,11 @@ FSQ_1000 = {"kind": "fsq", "levels": [8, 5, 5, 5]}
 # --quantizer: FSQ 1,000 codes for the colour default; the picture comparison's K=16 pair (issue 18)
 QUANTIZERS: dict[str, dict] = {"fsq-1000": FSQ_1000, "mvq-k16g4": {"kind": "mvq", "num_codes": 16, "mask_bits": 4},
                                "vq-k16": {"kind": "vq", "num_codes": 16}}
+
+
+def quantizer_tag(quantizer: str, sep: str) -> str:
+    """How a run's --quantizer shows in its file name and table row: nothing for the default (FSQ 1,000)."""
+    return "" if quantizer == "fsq-1000" else f"{sep}{quantizer}"
 GROUPS = ["photo", "painting", "texture", "render", "clip-art", "sprite", "icon"]  # prepare_pictures.py's labels
 
 # name: (tokenizer settings, learning rate, precision)
@@ -131,11 +136,11 @@ def run_variant(name: str, args) -> None:
     tcfg = TrainConfig(steps=steps, lr=lr, warmup=min(200, steps // 10))
     del probe
     milestones = sorted({int(steps * f) for f in (0.125, 0.25, 0.5, 1.0)})
-    quantizer = "" if args.quantizer == "fsq-1000" else f"-{args.quantizer}"
-    out = Path(args.out) / f"{name}{quantizer}-t{args.tokens}-{args.layout}.jsonl"
+    out = Path(args.out) / f"{name}{quantizer_tag(args.quantizer, '-')}-t{args.tokens}-{args.layout}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     cpu = 0.0
-    info = {"variant": name, "quantizer": args.quantizer, "tokens": args.tokens, "layout": args.layout, "precision": precision, "lr": lr,
+    info = {"variant": name, "quantizer": args.quantizer, "tokens": args.tokens, "layout": args.layout,
+            "precision": precision, "lr": lr,
             "params": sum(p.numel() for p in model.parameters()), "per_step_probe": round(per_step, 4),
             "steps": steps, "batch": args.batch_size, "cpu": cpu_name(),
             "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
@@ -337,8 +342,7 @@ def report(out: Path) -> None:
           "thumbnail | codes used |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        quantizer = "" if r.get("quantizer", "fsq-1000") == "fsq-1000" else f" {r['quantizer']}"
-        print(f"| {r['variant']}{quantizer} | {r['tokens']} {r['layout']} | {r['precision']} | {r['params'] / 1e6:.2f}M | "
+        print(f"| {r['variant']}{quantizer_tag(r.get('quantizer', 'fsq-1000'), ' ')} | {r['tokens']} {r['layout']} | {r['precision']} | {r['params'] / 1e6:.2f}M | "
               f"{r['step']}/{r['steps']} | {r['cpu_seconds']:.0f} | {r['psnr_test']:.2f} | {r['thumb_test']:.2f} | "
               f"{r.get('psnr_photos', float('nan')):.2f} | {r.get('thumb_photos', float('nan')):.2f} | "
               f"{r['codes_used']} |")

@@ -94,7 +94,8 @@ def tokenizer_cmd(st: Settings, spec: Spec, seed: int, resume: bool) -> list[str
     return [*mvq_command(), "train", "tokenizer", str(run_dir(st, spec, seed)), *spec.quantizer_args(),
             "--data", st.train_data, "--image-size", str(st.image_size), "--channels", str(st.channels),
             "--steps", str(st.steps), "--batch-size", str(st.batch_size), "--base-channels", str(st.base_channels),
-            *(["--res-blocks", str(st.res_blocks)] if st.res_blocks != 1 else []), "--seed", str(seed), "--device", st.device, *st.precision_args, "--resume" if resume else "--overwrite"]
+            *(["--res-blocks", str(st.res_blocks)] if st.res_blocks != 1 else []), "--seed", str(seed),
+            "--device", st.device, *st.precision_args, "--resume" if resume else "--overwrite"]
 
 
 def prior_cmd(st: Settings, spec: Spec, seed: int, resume: bool) -> list[str]:
